@@ -1,0 +1,5 @@
+import sys
+
+from dlcwatch.cli import main
+
+sys.exit(main())

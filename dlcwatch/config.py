@@ -1,0 +1,326 @@
+"""The configuration: one YAML file, described by one schema.
+
+The schema below is the single description of every option: validation walks it and collects
+every problem with its key path, and `dlcwatch config example` prints the sample file from it,
+so the documentation of an option cannot drift from the code that reads it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_ENV = "DLCWATCH_CONFIG"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One leaf of the schema."""
+
+    kind: str  # str | int | float | bool | path | strings | choice
+    help: str
+    default: Any = None
+    example: Any = None
+    required: bool = False
+    choices: tuple = ()
+    minimum: float | None = None
+
+
+@dataclass(frozen=True)
+class Section:
+    help: str
+    options: dict[str, "Option | Section | ListOf"]
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A list of sections, e.g. several watch roots."""
+
+    help: str
+    item: Section
+    min_items: int = 0
+    example: list = field(default_factory=list)
+
+
+VIDEO_PATTERNS = ["*.mp4", "*.avi", "*.mov", "*.mkv", "*.mpg", "*.mpeg", "*.m4v", "*.wmv"]
+
+SCHEMA = Section("dlcwatch configuration", {
+    "watch": Section("Where new videos appear and when a file counts as completely written.", {
+        "roots": ListOf(
+            "Folders to watch (local disk, NFS or SMB mounts).",
+            Section("One watched folder.", {
+                "path": Option("path", "Folder to watch.", required=True, example="/data/behavior/raw"),
+                "include": Option("strings", "File name patterns to pick up; the extension is matched "
+                                  "case-insensitively, so *.mp4 also matches .MP4.", default=VIDEO_PATTERNS),
+                "exclude": Option("strings", "Patterns (on the path relative to the folder) to ignore.",
+                                  default=[], example=["calibration/*"]),
+                "recursive": Option("bool", "Also watch sub-folders.", default=True),
+                "polling": Option("choice", "How to notice changes: 'auto' polls on network file systems "
+                                  "(NFS, SMB/CIFS, sshfs), where inotify gives no events, and uses inotify "
+                                  "elsewhere; 'on' always polls; 'off' never does.",
+                                  default="auto", choices=("auto", "on", "off")),
+                "polling_interval_s": Option("float", "Seconds between polls when polling.", default=10.0,
+                                             minimum=0.1),
+            }),
+            min_items=1,
+            example=[{"path": "/data/behavior/raw"}],
+        ),
+        "settle_s": Option("float", "A file is picked up only after its size and modification time have "
+                           "not changed for this many seconds.", default=30.0, minimum=0),
+        "rescan_interval_s": Option("float", "Seconds between full rescans of every root; file-system "
+                                    "events are only a hint, the rescan is the truth.", default=60.0, minimum=1),
+    }),
+    "state": Section("The state database: the one record of every video and job.", {
+        "database": Option("path", "SQLite file (created if missing). Relative paths are relative to "
+                           "this config file.", default="state/dlcwatch.db", example="/var/lib/dlcwatch/state.db"),
+    }),
+    "output": Section("Where results are delivered.", {
+        "root": Option("path", "Results for <watch root>/<rel>/<name>.<ext> land in <root>/<rel>/<name>/.",
+                       required=True, example="/data/behavior/dlc-results"),
+    }),
+    "staging": Section("Scratch space for jobs: specs, logs and outputs before delivery.", {
+        "dir": Option("path", "Scratch folder (created if missing).", default="staging",
+                      example="/scratch/dlcwatch"),
+        "copy_videos": Option("bool", "Copy each video into scratch before analysis instead of linking "
+                              "to it (useful when scratch is a fast local disk).", default=False),
+    }),
+    "model": Section("The DeepLabCut model that analyzes every video.", {
+        "config": Option("path", "The DeepLabCut project's config.yaml. It is only read: jobs work on "
+                         "a private copy, so a moved project or a read-only share works.",
+                         required=True, example="/data/models/openfield-lab-2026-01-01/config.yaml"),
+        "shuffle": Option("int", "Training shuffle of the model to use.", default=1, minimum=1),
+        "trainingsetindex": Option("int", "Index into the project's TrainingFraction list.", default=0,
+                                   minimum=0),
+        "batch_size": Option("int", "Frames per inference batch (larger is faster on a GPU, needs more "
+                             "memory).", default=8, minimum=1),
+        "device": Option("str", "'auto' uses a GPU when the job has one, else the CPU; or e.g. 'cpu', "
+                         "'cuda:0'.", default="auto"),
+        "filter": Section("Optional filtering of the predictions (deeplabcut.filterpredictions).", {
+            "enabled": Option("bool", "Also deliver filtered keypoints.", default=False),
+            "type": Option("choice", "Filter type.", default="median", choices=("median", "arima", "spline")),
+            "window_length": Option("int", "Window length in frames (odd).", default=5, minimum=1),
+        }),
+    }),
+    "executor": Section("Where jobs run.", {
+        "kind": Option("choice", "'local' runs jobs as processes on this machine.", default="local",
+                       choices=("local",)),
+        "videos_per_job": Option("int", "Videos analyzed by one job, so the model loads once for "
+                                 "several videos.", default=4, minimum=1),
+        "max_attempts": Option("int", "Attempts per video before it is marked failed for a person to "
+                               "look at.", default=3, minimum=1),
+        "retry_backoff_s": Option("float", "Wait before a failed video is tried again; doubles with "
+                                  "each attempt.", default=60.0, minimum=0),
+        "local": Section("The local executor.", {
+            "max_parallel": Option("int", "Jobs running at once.", default=1, minimum=1),
+            "python": Option("path", "Python interpreter of the environment that has DeepLabCut; empty "
+                             "means the daemon's own (e.g. /opt/dlc-env/bin/python).", default=""),
+            "time_limit_s": Option("float", "Kill a job that runs longer than this (0: no limit).",
+                                   default=0.0, minimum=0),
+        }),
+    }),
+    "daemon": Section("The main loop.", {
+        "tick_s": Option("float", "Seconds between cycles of scan, submit, poll and deliver.",
+                         default=5.0, minimum=0.05),
+        "log_level": Option("choice", "Log verbosity.", default="info",
+                            choices=("debug", "info", "warning", "error")),
+    }),
+})
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; `problems` lists every problem found."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the configuration:\n{listed}")
+
+
+class Node(dict):
+    """A validated config section: read values as attributes (cfg.watch.settle_s)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def find_config_path(cli_path: str | None) -> Path:
+    """Given --config (or None), return the config path, from DLCWATCH_CONFIG if not given."""
+    path = cli_path or os.environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError("dlcwatch", [f"no configuration: pass --config PATH or set {CONFIG_ENV}"])
+    return Path(path).expanduser()
+
+
+def load_config(path: str | Path, *, check_paths: bool = True) -> Node:
+    """Given a YAML file, return the validated config with defaults applied. Raise ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read the file: {error.strerror or error}"]) from error
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(str(path), [f"not valid YAML: {error}"]) from error
+    return validate(data if data is not None else {}, base_dir=path.absolute().parent, source=str(path),
+                    check_paths=check_paths)
+
+
+def validate(data: Any, *, base_dir: Path, source: str = "config", check_paths: bool = True) -> Node:
+    """Given parsed YAML, return the config with defaults applied. Raise ConfigError listing all problems."""
+    problems: list[str] = []
+    config = _validate_section(SCHEMA, data, "", base_dir, problems)
+    if not problems and check_paths:
+        _check_paths(config, problems)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _validate_section(section: Section, data: Any, prefix: str, base_dir: Path, problems: list[str]) -> Node:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        problems.append(f"{prefix or 'top level'}: expected a mapping of keys, got {_describe(data)}")
+        data = {}
+    for key in data:
+        if key not in section.options:
+            hint = difflib.get_close_matches(str(key), section.options, n=1)
+            suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; known keys: {', '.join(section.options)}"
+            problems.append(f"{prefix}{key}: unknown key{suggestion}")
+    result = Node()
+    for key, spec in section.options.items():
+        where = f"{prefix}{key}"
+        value = data.get(key)
+        if isinstance(spec, Section):
+            result[key] = _validate_section(spec, value, where + ".", base_dir, problems)
+        elif isinstance(spec, ListOf):
+            items = value if value is not None else []
+            if not isinstance(items, list):
+                problems.append(f"{where}: expected a list, got {_describe(items)}")
+                items = []
+            if len(items) < spec.min_items:
+                problems.append(f"{where}: needs at least {spec.min_items} entry (e.g. "
+                                f"{yaml.safe_dump(spec.example, default_flow_style=True).strip()})")
+            result[key] = [_validate_section(spec.item, item, f"{where}[{index}].", base_dir, problems)
+                           for index, item in enumerate(items)]
+        else:
+            result[key] = _validate_option(spec, value, key in data, where, base_dir, problems)
+    return result
+
+
+def _validate_option(spec: Option, value: Any, given: bool, where: str, base_dir: Path,
+                     problems: list[str]) -> Any:
+    if not given or value is None:
+        if spec.required:
+            example = f" (e.g. {spec.example})" if spec.example is not None else ""
+            problems.append(f"{where}: required: {spec.help}{example}")
+            return None
+        value = spec.default
+        if spec.kind == "path" and value:
+            return str((base_dir / Path(value).expanduser()).absolute())
+        return list(value) if isinstance(value, list) else value
+    kind = spec.kind
+    if kind == "bool":
+        if not isinstance(value, bool):
+            problems.append(f"{where}: expected true or false, got {_describe(value)}")
+        return value
+    if kind in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind == "int" and not isinstance(value, int)):
+            problems.append(f"{where}: expected {'a whole number' if kind == 'int' else 'a number'}, "
+                            f"got {_describe(value)}")
+            return spec.default
+        if spec.minimum is not None and value < spec.minimum:
+            problems.append(f"{where}: must be at least {spec.minimum}, got {value}")
+        return float(value) if kind == "float" else value
+    if kind == "strings":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            problems.append(f"{where}: expected a list of strings, got {_describe(value)}")
+            return list(spec.default)
+        return value
+    if not isinstance(value, str):
+        problems.append(f"{where}: expected a string, got {_describe(value)}")
+        return spec.default
+    if kind == "choice" and value not in spec.choices:
+        problems.append(f"{where}: must be one of {', '.join(spec.choices)}; got '{value}'")
+        return spec.default
+    if kind == "path" and value:
+        return str((base_dir / Path(value).expanduser()).absolute())
+    return value
+
+
+def _check_paths(config: Node, problems: list[str]) -> None:
+    """Check what must exist before the daemon starts, so it fails at once and clearly."""
+    for index, root in enumerate(config.watch.roots):
+        if not Path(root.path).is_dir():
+            problems.append(f"watch.roots[{index}].path: folder {root.path} does not exist "
+                            "(is the share mounted?)")
+    model_config = Path(config.model.config)
+    if not model_config.is_file():
+        problems.append(f"model.config: {model_config} does not exist; point it at the DeepLabCut "
+                        "project's config.yaml")
+    python = config.executor.local.python
+    if python and not os.access(python, os.X_OK):
+        problems.append(f"executor.local.python: {python} is not an executable")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return f"a {type(value).__name__}"
+    return f"{type(value).__name__} {value!r}"
+
+
+# ---------------------------------------------------------------------- example file
+
+def example_yaml() -> str:
+    """Return the commented example configuration, generated from the schema."""
+    lines = [
+        "# dlcwatch configuration. Generated by `dlcwatch config example` from the schema in",
+        "# dlcwatch/config.py; every option is shown with its default unless marked required.",
+        "",
+    ]
+    _example_section(SCHEMA, 0, lines)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _example_section(section: Section, indent: int, lines: list[str]) -> None:
+    pad = "  " * indent
+    for key, spec in section.options.items():
+        if isinstance(spec, Section):
+            lines.append(f"{pad}# {spec.help}")
+            lines.append(f"{pad}{key}:")
+            _example_section(spec, indent + 1, lines)
+        elif isinstance(spec, ListOf):
+            lines.append(f"{pad}# {spec.help}")
+            lines.append(f"{pad}{key}:")
+            item_pad = "  " * (indent + 1)
+            for item_key, item_spec in spec.item.options.items():
+                first = item_key == next(iter(spec.item.options))
+                lines.extend(_option_lines(item_key, item_spec, item_pad + ("- " if first else "  ")
+                                           , item_pad + "  "))
+        else:
+            lines.extend(_option_lines(key, spec, pad, pad))
+        if indent == 0:
+            lines.append("")
+
+
+def _option_lines(key: str, spec: Option, key_pad: str, comment_pad: str) -> list[str]:
+    note = "REQUIRED. " if spec.required else ""
+    choices = f" One of: {', '.join(spec.choices)}." if spec.choices else ""
+    value = spec.example if spec.example is not None else spec.default
+    if spec.example is not None and not spec.required:
+        choices += f" Default: {spec.default!r}."
+    rendered = yaml.safe_dump({key: value}, default_flow_style=True, allow_unicode=True,
+                              width=1000).strip()[1:-1]
+    return [f"{comment_pad}# {note}{spec.help}{choices}", f"{key_pad}{rendered}"]

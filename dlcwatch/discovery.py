@@ -1,0 +1,136 @@
+"""Which files in a watched folder are candidate videos, and what kind of file system holds it."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("dlcwatch.discovery")
+
+# Names that writers use while a file is incomplete: browsers, rsync, scp/WinSCP, editors.
+PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".filepart", ".download", "~")
+
+# inotify sees no changes made by other hosts on these, so 'polling: auto' polls them.
+NETWORK_FILESYSTEMS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "fuse.sshfs", "sshfs", "9p", "ceph", "fuse.ceph", "lustre",
+    "gpfs", "glusterfs", "fuse.glusterfs", "beegfs", "afs", "davfs", "fuse.rclone", "fuse.s3fs", "fuse.gcsfuse",
+    "panfs", "wekafs", "fuse.juicefs",
+})
+
+
+@dataclass(frozen=True)
+class FileSeen:
+    path: str      # absolute
+    relpath: str   # relative to its watch root, with '/' separators
+    size: int
+    mtime_ns: int
+
+
+def is_partial_name(name: str) -> bool:
+    """Given a file name, return True if it looks like a file still being written or hidden.
+
+    Hidden names cover rsync's temporary '.name.XXXXXX' and macOS '._name' files."""
+    lowered = name.lower()
+    return name.startswith((".", "~$")) or lowered.endswith(PARTIAL_SUFFIXES)
+
+
+def matches_patterns(relpath: str, include: list[str], exclude: list[str]) -> bool:
+    """Given a relative path, return True if its name matches an include pattern and no exclude.
+
+    Matching ignores case, so '*.mp4' takes 'Mouse1.MP4' too."""
+    name = relpath.rsplit("/", 1)[-1].lower()
+    if not any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in include):
+        return False
+    lowered = relpath.lower()
+    return not any(fnmatch.fnmatchcase(lowered, pattern.lower()) or fnmatch.fnmatchcase(name, pattern.lower())
+                   for pattern in exclude)
+
+
+def is_candidate(root: str, path: str, include: list[str], exclude: list[str], recursive: bool,
+                 skip_dirs: tuple[str, ...] = ()) -> str | None:
+    """Given a path under a root, return its relative path if it is a candidate video, else None."""
+    try:
+        relpath = Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return None
+    parts = relpath.split("/")
+    if not recursive and len(parts) > 1:
+        return None
+    if any(part.startswith(".") for part in parts[:-1]) or is_partial_name(parts[-1]):
+        return None
+    if any(_is_within(path, skip) for skip in skip_dirs):
+        return None
+    return relpath if matches_patterns(relpath, include, exclude) else None
+
+
+def list_candidates(root: str, include: list[str], exclude: list[str], recursive: bool,
+                    skip_dirs: tuple[str, ...] = ()) -> tuple[list[FileSeen], list[str]]:
+    """Given a watch root, return (candidate videos found, problems met while listing).
+
+    A folder that cannot be read is reported and skipped; the rest of the tree is still listed."""
+    found: list[FileSeen] = []
+    problems: list[str] = []
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as error:
+            problems.append(f"cannot list {folder}: {error.strerror or error}")
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive and not entry.name.startswith(".") and entry.path not in skip_dirs:
+                        pending.append(entry.path)
+                    continue
+                if not entry.is_file():
+                    continue
+                relpath = is_candidate(root, entry.path, include, exclude, recursive, skip_dirs)
+                if relpath is None:
+                    continue
+                stat = entry.stat()
+            except OSError as error:
+                problems.append(f"cannot read {entry.path}: {error.strerror or error}")
+                continue
+            found.append(FileSeen(entry.path, relpath, stat.st_size, stat.st_mtime_ns))
+    return found, problems
+
+
+def filesystem_type(path: str, mountinfo: str | None = None) -> str:
+    """Given a path, return the type of the file system it lives on ('' if unknown).
+
+    Reads /proc/self/mountinfo unless its text is given (tests pass their own)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return ""
+    target = os.path.realpath(path)
+    best, best_type = "", ""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        mount_point = fields[4].replace("\\040", " ")
+        fs_type = line.split(" - ", 1)[1].split()[0]
+        if _is_within(target, mount_point) and len(mount_point) >= len(best):
+            best, best_type = mount_point, fs_type
+    return best_type
+
+
+def should_poll(polling: str, path: str, mountinfo: str | None = None) -> bool:
+    """Given the 'polling' setting of a root, return True if it must be polled."""
+    if polling == "on":
+        return True
+    if polling == "off":
+        return False
+    return filesystem_type(path, mountinfo) in NETWORK_FILESYSTEMS
+
+
+def _is_within(path: str, folder: str) -> bool:
+    folder = folder.rstrip("/") or "/"
+    return path == folder or path.startswith(folder if folder == "/" else folder + "/")

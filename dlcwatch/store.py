@@ -1,0 +1,449 @@
+"""The state database: the only module that speaks SQL.
+
+SQLite in WAL mode, so `dlcwatch status` can read while the daemon writes. Every change of a
+video's or a job's state happens in one transaction together with its row in `events`, the
+audit trail a person reads when asking "what happened to this video?".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from dlcwatch.states import (
+    JOB_ACTIVE,
+    JobState,
+    TransitionError,
+    VideoState,
+    check_job_transition,
+    check_video_transition,
+)
+
+BUSY_TIMEOUT_MS = 30_000
+
+# Named migrations, applied in order, each in one transaction with its record.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE videos (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,       -- absolute path of the source video
+            root TEXT NOT NULL,              -- the watch root it was found under
+            relpath TEXT NOT NULL,           -- path relative to that root
+            state TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '', -- why it is in this state, for a person
+            size INTEGER,
+            mtime_ns INTEGER,
+            stable_since REAL,               -- when size and mtime were last seen to change
+            sha256 TEXT,
+            frames INTEGER,
+            fps REAL,
+            duration REAL,
+            codec TEXT,
+            width INTEGER,
+            height INTEGER,
+            duplicate_of INTEGER REFERENCES videos(id),
+            job_id INTEGER REFERENCES jobs(id),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            output_dir TEXT,
+            created REAL NOT NULL,
+            updated REAL NOT NULL
+        );
+        CREATE INDEX videos_state ON videos(state);
+        CREATE INDEX videos_sha256 ON videos(sha256);
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            executor TEXT NOT NULL,
+            executor_job_id TEXT,
+            state TEXT NOT NULL,
+            attempt INTEGER NOT NULL DEFAULT 1,
+            spec_path TEXT NOT NULL,
+            result_path TEXT NOT NULL,
+            log_path TEXT,
+            reason TEXT NOT NULL DEFAULT '',
+            resources TEXT NOT NULL DEFAULT '{}',
+            created REAL NOT NULL,
+            started REAL,
+            ended REAL,
+            updated REAL NOT NULL
+        );
+        CREATE INDEX jobs_state ON jobs(state);
+        CREATE TABLE job_videos (
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            video_id INTEGER NOT NULL REFERENCES videos(id),
+            PRIMARY KEY (job_id, video_id)
+        );
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            video_id INTEGER REFERENCES videos(id),
+            job_id INTEGER REFERENCES jobs(id),
+            old_state TEXT,
+            new_state TEXT,
+            message TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX events_video ON events(video_id);
+        CREATE INDEX events_job ON events(job_id);
+        """,
+    ),
+]
+
+VIDEO_FIELDS = frozenset({
+    "reason", "size", "mtime_ns", "stable_since", "sha256", "frames", "fps", "duration",
+    "codec", "width", "height", "duplicate_of", "job_id", "attempts", "output_dir",
+})
+JOB_FIELDS = frozenset({"executor_job_id", "reason", "started", "ended", "log_path", "resources"})
+
+
+class StoreError(RuntimeError):
+    """The state database cannot be opened or is not ours."""
+
+
+@dataclass(frozen=True)
+class Video:
+    id: int
+    path: str
+    root: str
+    relpath: str
+    state: VideoState
+    reason: str
+    size: int | None
+    mtime_ns: int | None
+    stable_since: float | None
+    sha256: str | None
+    frames: int | None
+    fps: float | None
+    duration: float | None
+    codec: str | None
+    width: int | None
+    height: int | None
+    duplicate_of: int | None
+    job_id: int | None
+    attempts: int
+    output_dir: str | None
+    created: float
+    updated: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Video":
+        values = dict(row)
+        values["state"] = VideoState(values["state"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    executor: str
+    executor_job_id: str | None
+    state: JobState
+    attempt: int
+    spec_path: str
+    result_path: str
+    log_path: str | None
+    reason: str
+    resources: dict
+    created: float
+    started: float | None
+    ended: float | None
+    updated: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Job":
+        values = dict(row)
+        values["state"] = JobState(values["state"])
+        values["resources"] = json.loads(values["resources"] or "{}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    at: float
+    video_id: int | None
+    job_id: int | None
+    old_state: str | None
+    new_state: str | None
+    message: str
+
+
+class Store:
+    """Given a database path, open (and migrate) the state database."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False):
+        self.path = Path(path)
+        if read_only:
+            if not self.path.exists():
+                raise StoreError(f"no state database at {self.path} (has the daemon run yet?)")
+            uri = f"file:{self.path}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            except (OSError, sqlite3.Error) as error:
+                raise StoreError(f"cannot open state database {self.path}: {error}") from error
+        self._db.row_factory = sqlite3.Row
+        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        if not read_only:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            # WAL with synchronous=NORMAL cannot corrupt; at worst it loses the last commit on
+            # power loss, which the rescan and the result files recover.
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run the block in one write transaction; roll back if it raises."""
+        # IMMEDIATE takes the write lock up front, so two writers never deadlock on upgrade.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
+        applied = {row["name"] for row in self._db.execute("SELECT name FROM migrations")}
+        known = {name for name, _ in MIGRATIONS}
+        unknown = applied - known
+        if unknown:
+            raise StoreError(
+                f"state database {self.path} was written by a newer dlcwatch "
+                f"(migrations {sorted(unknown)}); upgrade dlcwatch")
+        for name, script in MIGRATIONS:
+            if name in applied:
+                continue
+            with self.transaction() as db:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO migrations (name, applied) VALUES (?, ?)", (name, time.time()))
+
+    def migrations(self) -> list[str]:
+        return [row["name"] for row in self._db.execute("SELECT name FROM migrations ORDER BY name")]
+
+    # ------------------------------------------------------------------ events
+
+    def _event(self, db: sqlite3.Connection, now: float, message: str, *, video_id: int | None = None,
+               job_id: int | None = None, old: str | None = None, new: str | None = None) -> None:
+        db.execute(
+            "INSERT INTO events (at, video_id, job_id, old_state, new_state, message) VALUES (?, ?, ?, ?, ?, ?)",
+            (now, video_id, job_id, old, new, message))
+
+    def add_event(self, message: str, *, video_id: int | None = None, job_id: int | None = None,
+                  now: float | None = None) -> None:
+        """Record a note in the audit trail without changing any state."""
+        with self.transaction() as db:
+            self._event(db, _now(now), message, video_id=video_id, job_id=job_id)
+
+    def events(self, *, video_id: int | None = None, job_id: int | None = None,
+               limit: int | None = None) -> list[Event]:
+        where, params = [], []
+        if video_id is not None:
+            where.append("video_id = ?")
+            params.append(video_id)
+        if job_id is not None:
+            where.append("job_id = ?")
+            params.append(job_id)
+        sql = "SELECT * FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql} DESC LIMIT {int(limit)}) ORDER BY id"
+        return [Event(**dict(row)) for row in self._db.execute(sql, params)]
+
+    # ------------------------------------------------------------------ videos
+
+    def add_video(self, path: str, root: str, relpath: str, *, size: int, mtime_ns: int,
+                  now: float | None = None) -> Video:
+        """Given a newly seen file, record it as settling and return it."""
+        now = _now(now)
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO videos (path, root, relpath, state, size, mtime_ns, stable_since, created, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, root, relpath, VideoState.SETTLING.value, size, mtime_ns, now, now, now))
+            video_id = cursor.lastrowid
+            self._event(db, now, "seen for the first time", video_id=video_id, new=VideoState.SETTLING.value)
+        return self.video(video_id)
+
+    def video(self, video_id: int) -> Video:
+        row = self._db.execute("SELECT * FROM videos WHERE id = ?", (video_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no video with id {video_id}")
+        return Video.from_row(row)
+
+    def video_by_path(self, path: str) -> Video | None:
+        row = self._db.execute("SELECT * FROM videos WHERE path = ?", (path,)).fetchone()
+        return Video.from_row(row) if row else None
+
+    def videos(self, states: Iterable[VideoState] | None = None, *, order: str = "id",
+               limit: int | None = None) -> list[Video]:
+        sql, params = "SELECT * FROM videos", []
+        if states is not None:
+            states = [VideoState(s).value for s in states]
+            sql += f" WHERE state IN ({','.join('?' * len(states))})"
+            params = states
+        sql += {"id": " ORDER BY id", "recent": " ORDER BY updated DESC, id DESC"}[order]
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [Video.from_row(row) for row in self._db.execute(sql, params)]
+
+    def find_videos(self, needle: str) -> list[Video]:
+        """Given an id, a path or part of a file name, return the matching videos."""
+        if needle.isdigit():
+            row = self._db.execute("SELECT * FROM videos WHERE id = ?", (int(needle),)).fetchone()
+            if row:
+                return [Video.from_row(row)]
+        exact = self.video_by_path(str(Path(needle).expanduser().absolute()))
+        if exact:
+            return [exact]
+        # instr, not LIKE: a file name may contain % or _.
+        rows = self._db.execute("SELECT * FROM videos WHERE instr(path, ?) > 0 ORDER BY id", (needle,))
+        return [Video.from_row(row) for row in rows]
+
+    def video_with_sha256(self, sha256: str, *, exclude_id: int) -> Video | None:
+        """Return the earliest other video with this content that is not itself a duplicate."""
+        row = self._db.execute(
+            "SELECT * FROM videos WHERE sha256 = ? AND id != ? AND state != ? ORDER BY id LIMIT 1",
+            (sha256, exclude_id, VideoState.DUPLICATE.value)).fetchone()
+        return Video.from_row(row) if row else None
+
+    def update_video(self, video_id: int, *, now: float | None = None, **fields: Any) -> None:
+        """Change bookkeeping fields of a video without changing its state."""
+        _check_fields(fields, VIDEO_FIELDS)
+        if not fields:
+            return
+        with self.transaction() as db:
+            _update(db, "videos", video_id, fields, _now(now))
+
+    def set_video_state(self, video_id: int, new: VideoState, message: str, *,
+                        expect: Iterable[VideoState] | None = None, now: float | None = None,
+                        **fields: Any) -> Video:
+        """Move one video to a new state, with its event, in one transaction.
+
+        Raise TransitionError if the state machine forbids it, or if `expect` is given and the
+        video is in none of those states (someone else moved it first)."""
+        with self.transaction() as db:
+            self._set_video_state(db, video_id, VideoState(new), message, expect, _now(now), fields)
+        return self.video(video_id)
+
+    def _set_video_state(self, db: sqlite3.Connection, video_id: int, new: VideoState, message: str,
+                         expect: Iterable[VideoState] | None, now: float, fields: dict) -> None:
+        _check_fields(fields, VIDEO_FIELDS)
+        row = db.execute("SELECT state FROM videos WHERE id = ?", (video_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no video with id {video_id}")
+        old = VideoState(row["state"])
+        if expect is not None and old not in set(expect):
+            raise TransitionError(f"video {video_id} is {old}, expected one of {sorted(map(str, expect))}")
+        check_video_transition(old, new)
+        fields = dict(fields, state=new.value)
+        fields.setdefault("reason", message)
+        _update(db, "videos", video_id, fields, now)
+        self._event(db, now, message, video_id=video_id, job_id=fields.get("job_id"), old=old.value, new=new.value)
+
+    def counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT state, COUNT(*) AS n FROM videos GROUP BY state")
+        return {row["state"]: row["n"] for row in rows}
+
+    # ------------------------------------------------------------------ jobs
+
+    def create_job(self, executor: str, video_ids: list[int], *, spec_path: str, result_path: str,
+                   log_path: str, executor_job_id: str, attempt: int, resources: dict | None = None,
+                   now: float | None = None) -> Job:
+        """Record a job the executor accepted and move its videos to submitted, atomically."""
+        now = _now(now)
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO jobs (executor, executor_job_id, state, attempt, spec_path, result_path, log_path,"
+                " resources, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (executor, executor_job_id, JobState.SUBMITTED.value, attempt, spec_path, result_path,
+                 log_path, json.dumps(resources or {}), now, now))
+            job_id = cursor.lastrowid
+            self._event(db, now, f"submitted to {executor} as {executor_job_id}", job_id=job_id,
+                        new=JobState.SUBMITTED.value)
+            for video_id in video_ids:
+                db.execute("INSERT INTO job_videos (job_id, video_id) VALUES (?, ?)", (job_id, video_id))
+                attempts = db.execute("SELECT attempts FROM videos WHERE id = ?", (video_id,)).fetchone()[0]
+                self._set_video_state(db, video_id, VideoState.SUBMITTED,
+                                      f"in job {job_id} ({executor} {executor_job_id}), attempt {attempts + 1}",
+                                      [VideoState.QUEUED], now, {"job_id": job_id, "attempts": attempts + 1})
+        return self.job(job_id)
+
+    def job(self, job_id: int) -> Job:
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no job with id {job_id}")
+        return Job.from_row(row)
+
+    def jobs(self, states: Iterable[JobState] | None = None, *, limit: int | None = None) -> list[Job]:
+        sql, params = "SELECT * FROM jobs", []
+        if states is not None:
+            states = [JobState(s).value for s in states]
+            sql += f" WHERE state IN ({','.join('?' * len(states))})"
+            params = states
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [Job.from_row(row) for row in self._db.execute(sql, params)]
+
+    def active_jobs(self) -> list[Job]:
+        return self.jobs(JOB_ACTIVE)
+
+    def job_video_ids(self, job_id: int) -> list[int]:
+        rows = self._db.execute("SELECT video_id FROM job_videos WHERE job_id = ? ORDER BY video_id", (job_id,))
+        return [row["video_id"] for row in rows]
+
+    def set_job_state(self, job_id: int, new: JobState, message: str, *, now: float | None = None,
+                      **fields: Any) -> Job:
+        """Move one job to a new state, with its event, in one transaction."""
+        _check_fields(fields, JOB_FIELDS)
+        now = _now(now)
+        with self.transaction() as db:
+            old = JobState(db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()["state"])
+            if old is new:
+                return self.job(job_id)
+            check_job_transition(old, new)
+            fields = dict(fields, state=new.value)
+            if "resources" in fields:
+                fields["resources"] = json.dumps(fields["resources"])
+            if new is JobState.RUNNING:
+                fields.setdefault("started", now)
+            if new not in JOB_ACTIVE:
+                fields.setdefault("ended", now)
+            _update(db, "jobs", job_id, fields, now)
+            self._event(db, now, message, job_id=job_id, old=old.value, new=new.value)
+        return self.job(job_id)
+
+
+def _now(now: float | None) -> float:
+    return time.time() if now is None else now
+
+
+def _check_fields(fields: dict, allowed: frozenset) -> None:
+    unknown = set(fields) - allowed - {"state"}
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}")
+
+
+def _update(db: sqlite3.Connection, table: str, row_id: int, fields: dict, now: float) -> None:
+    fields = dict(fields, updated=now)
+    # Column names come from the allow-lists above, never from input.
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", (*fields.values(), row_id))

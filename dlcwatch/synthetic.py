@@ -1,0 +1,54 @@
+"""Synthetic behavior videos for the demo and the tests: two bright dots (head, tail) circling.
+
+Frames are drawn with numpy and encoded by the ffmpeg command-line tool, so nothing is
+downloaded and the ground truth of every frame is known.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+BODYPARTS = ("head", "tail")
+COLORS = {"head": (255, 255, 255), "tail": (255, 40, 40)}  # RGB
+
+
+def positions(index: int, total: int, size: int, phase: float = 0.0) -> dict[str, tuple[float, float]]:
+    """Given a frame index, return the true (x, y) of each body part in that frame."""
+    center, radius = size / 2, size * 0.3
+    angle = phase + 2 * np.pi * index / total * 2  # two laps per video
+    head = (center + radius * np.cos(angle), center + radius * np.sin(angle))
+    tail = (center + 0.5 * radius * np.cos(angle + 0.8), center + 0.5 * radius * np.sin(angle + 0.8))
+    return {"head": head, "tail": tail}
+
+
+def draw_frame(index: int, total: int, size: int, phase: float = 0.0) -> np.ndarray:
+    """Given a frame index, return that frame as an RGB uint8 array."""
+    frame = np.full((size, size, 3), 20, np.uint8)
+    rows, columns = np.mgrid[0:size, 0:size]
+    dot_radius = max(3, size // 24)
+    for part, (x, y) in positions(index, total, size, phase).items():
+        frame[(columns - x) ** 2 + (rows - y) ** 2 <= dot_radius**2] = COLORS[part]
+    return frame
+
+
+def video_command(path: Path, size: int, fps: float) -> list[str]:
+    """Return the ffmpeg argv that encodes raw RGB frames from stdin into `path`."""
+    codec = ["-c:v", "mjpeg", "-q:v", "3"] if path.suffix.lower() == ".avi" else \
+        ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"]
+    return ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "-video_size", f"{size}x{size}", "-framerate", str(fps), "-i", "-", *codec, str(path)]
+
+
+def write_video(path: str | Path, frames: int = 150, size: int = 128, fps: float = 30,
+                phase: float = 0.0) -> Path:
+    """Given a path (.mp4 or .avi), write a synthetic video there and return the path."""
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = b"".join(draw_frame(index, frames, size, phase).tobytes() for index in range(frames))
+    completed = subprocess.run(video_command(path, size, fps), input=raw, capture_output=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"ffmpeg could not write {path}: {completed.stderr.decode(errors='replace')}")
+    return path

@@ -1,0 +1,106 @@
+"""Build a tiny, real DeepLabCut project offline on the CPU in seconds (demo and tests).
+
+synthetic video → create_new_project → labels written from the known truth → training dataset
+→ train a 0.5 M-parameter network from random weights → a model DeepLabCut analyzes with.
+
+Training starts from a random-initialised snapshot passed to train_network: DeepLabCut 3.0.2
+otherwise asks timm for ImageNet weights, a download that must never happen here.
+
+Run as `python -m dlcwatch.tinydlc FOLDER`; prints the path of the project's config.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dlcwatch.synthetic import BODYPARTS, draw_frame, positions, write_video
+
+BACKBONE = "test_resnet"  # timm's smallest ResNet: 96 output channels
+BACKBONE_CHANNELS = 96
+
+
+def build_tiny_project(folder: str | Path, *, epochs: int = 30, frames: int = 150, size: int = 128,
+                       labeled: int = 20) -> Path:
+    """Given an empty or missing folder, build and train a tiny project there; return its config.yaml."""
+    os.environ.setdefault("DLClight", "True")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import pandas as pd
+    import torch
+    import yaml
+    from PIL import Image
+
+    import deeplabcut
+    from deeplabcut.pose_estimation_pytorch.models import PoseModel
+    from deeplabcut.utils import auxiliaryfunctions
+
+    folder = Path(folder).absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    video = write_video(folder / "training-video.mp4", frames=frames, size=size)
+    config = Path(deeplabcut.create_new_project("tiny", "dlcwatch", [str(video)], working_directory=str(folder),
+                                                copy_videos=True))
+    auxiliaryfunctions.edit_config(str(config), {
+        "bodyparts": list(BODYPARTS), "skeleton": [list(BODYPARTS)], "numframes2pick": labeled,
+        "TrainingFraction": [0.8], "engine": "pytorch", "dotsize": 3,
+    })
+    settings = auxiliaryfunctions.read_config(str(config))
+    project, scorer = Path(settings["project_path"]), settings["scorer"]
+
+    # What a person would click in the labelling GUI, written from the known positions.
+    labels = project / "labeled-data" / video.stem
+    labels.mkdir(parents=True, exist_ok=True)
+    rows, index = [], []
+    for frame in np.linspace(0, frames - 1, labeled).astype(int):
+        name = f"img{frame:04d}.png"
+        Image.fromarray(draw_frame(frame, frames, size)).save(labels / name)
+        truth = positions(frame, frames, size)
+        rows.append([coordinate for part in BODYPARTS for coordinate in truth[part]])
+        index.append(("labeled-data", video.stem, name))
+    columns = pd.MultiIndex.from_product([[scorer], list(BODYPARTS), ["x", "y"]],
+                                         names=["scorer", "bodyparts", "coords"])
+    table = pd.DataFrame(np.array(rows, float), columns=columns, index=pd.MultiIndex.from_tuples(index))
+    table.to_hdf(labels / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
+    table.to_csv(labels / f"CollectedData_{scorer}.csv")
+
+    deeplabcut.create_training_dataset(str(config), num_shuffles=1, net_type="resnet_50", userfeedback=False)
+    pytorch_config_path = next(project.glob("dlc-models-pytorch/**/train/pytorch_config.yaml"))
+    pytorch_config = yaml.safe_load(pytorch_config_path.read_text())
+    model = pytorch_config["model"]
+    model["backbone"]["model_name"] = BACKBONE
+    model["backbone_output_channels"] = BACKBONE_CHANNELS
+    for head in model["heads"].values():
+        head["heatmap_config"]["channels"][0] = BACKBONE_CHANNELS
+        head["locref_config"]["channels"][0] = BACKBONE_CHANNELS
+    pytorch_config["data"]["train"]["crop_sampling"].update({"width": size, "height": size})
+    pytorch_config["train_settings"].update({"epochs": epochs, "batch_size": 4, "display_iters": 1000})
+    pytorch_config["runner"]["snapshots"].update({"save_epochs": epochs, "max_snapshots": 1})
+    pytorch_config["runner"]["eval_interval"] = epochs
+    pytorch_config["device"] = "cpu"
+    pytorch_config_path.write_text(yaml.safe_dump(pytorch_config, sort_keys=False))
+
+    initial = pytorch_config_path.parent / "random-initial-weights.pt"
+    network = PoseModel.build(copy.deepcopy(model), pretrained_backbone=False)
+    torch.save({"model": network.state_dict(), "metadata": {"epoch": 0}}, initial)
+    deeplabcut.train_network(str(config), shuffle=1, device="cpu", snapshot_path=str(initial))
+    initial.unlink()
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dlcwatch.tinydlc",
+                                     description="Build and train a tiny DeepLabCut project offline.")
+    parser.add_argument("folder", help="where to create the project")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    args = parser.parse_args(argv)
+    config = build_tiny_project(args.folder, epochs=args.epochs)
+    print(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
