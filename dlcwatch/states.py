@@ -9,7 +9,7 @@ A video:
        │  │         │           │            │                        │
        │  │         └───────────┴────────────┴──> queued (retry)      └──> analyzed (retry)
        │  └──> quarantined | duplicate | failed
-       └──> missing                      failed / quarantined from any step of the job
+       └──> missing              failed / quarantined / missing from any step of the job
 
 A person's `dlcwatch retry` sends a failed, quarantined or missing video back to settling,
 so it is probed and fingerprinted again before anything else happens to it.
@@ -42,10 +42,10 @@ V = VideoState
 VIDEO_TRANSITIONS: dict[VideoState, frozenset[VideoState]] = {
     V.SETTLING: frozenset({V.QUEUED, V.QUARANTINED, V.DUPLICATE, V.FAILED, V.MISSING}),
     V.QUEUED: frozenset({V.SUBMITTED, V.MISSING, V.SETTLING}),
-    V.SUBMITTED: frozenset({V.RUNNING, V.ANALYZED, V.QUEUED, V.FAILED, V.QUARANTINED}),
-    V.RUNNING: frozenset({V.ANALYZED, V.QUEUED, V.FAILED, V.QUARANTINED}),
-    V.ANALYZED: frozenset({V.DELIVERING, V.FAILED}),
-    V.DELIVERING: frozenset({V.DONE, V.ANALYZED, V.FAILED}),
+    V.SUBMITTED: frozenset({V.RUNNING, V.ANALYZED, V.QUEUED, V.FAILED, V.QUARANTINED, V.MISSING}),
+    V.RUNNING: frozenset({V.ANALYZED, V.QUEUED, V.FAILED, V.QUARANTINED, V.MISSING}),
+    V.ANALYZED: frozenset({V.DELIVERING, V.QUEUED, V.FAILED}),
+    V.DELIVERING: frozenset({V.DONE, V.ANALYZED, V.QUEUED, V.FAILED}),
     V.DONE: frozenset({V.SETTLING}),
     V.FAILED: frozenset({V.SETTLING}),
     V.QUARANTINED: frozenset({V.SETTLING}),
@@ -62,6 +62,7 @@ VIDEO_RETRYABLE = frozenset({V.FAILED, V.QUARANTINED, V.MISSING, V.DUPLICATE, V.
 
 
 class JobState(str, enum.Enum):
+    CREATED = "created"      # recorded, spec being written; not yet handed to the executor
     SUBMITTED = "submitted"  # the executor accepted it
     RUNNING = "running"
     FINISHED = "finished"    # ended and its result file was read
@@ -75,6 +76,7 @@ class JobState(str, enum.Enum):
 J = JobState
 
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    J.CREATED: frozenset({J.SUBMITTED, J.FAILED}),
     J.SUBMITTED: frozenset({J.RUNNING, J.FINISHED, J.FAILED, J.CANCELLED}),
     J.RUNNING: frozenset({J.FINISHED, J.FAILED, J.CANCELLED}),
     J.FINISHED: frozenset(),
@@ -82,7 +84,7 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     J.CANCELLED: frozenset(),
 }
 
-JOB_ACTIVE = frozenset({J.SUBMITTED, J.RUNNING})
+JOB_ACTIVE = frozenset({J.CREATED, J.SUBMITTED, J.RUNNING})
 
 
 class TransitionError(RuntimeError):

@@ -51,6 +51,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             duplicate_of INTEGER REFERENCES videos(id),
             job_id INTEGER REFERENCES jobs(id),
             attempts INTEGER NOT NULL DEFAULT 0,
+            not_before REAL,                 -- a retry waits until then
             output_dir TEXT,
             created REAL NOT NULL,
             updated REAL NOT NULL
@@ -96,9 +97,10 @@ MIGRATIONS: list[tuple[str, str]] = [
 
 VIDEO_FIELDS = frozenset({
     "reason", "size", "mtime_ns", "stable_since", "sha256", "frames", "fps", "duration",
-    "codec", "width", "height", "duplicate_of", "job_id", "attempts", "output_dir",
+    "codec", "width", "height", "duplicate_of", "job_id", "attempts", "not_before", "output_dir",
 })
-JOB_FIELDS = frozenset({"executor_job_id", "reason", "started", "ended", "log_path", "resources"})
+JOB_FIELDS = frozenset({"executor_job_id", "reason", "started", "ended", "spec_path", "result_path", "log_path",
+                        "resources"})
 
 
 class StoreError(RuntimeError):
@@ -126,6 +128,7 @@ class Video:
     duplicate_of: int | None
     job_id: int | None
     attempts: int
+    not_before: float | None
     output_dir: str | None
     created: float
     updated: float
@@ -364,27 +367,32 @@ class Store:
 
     # ------------------------------------------------------------------ jobs
 
-    def create_job(self, executor: str, video_ids: list[int], *, spec_path: str, result_path: str,
-                   log_path: str, executor_job_id: str, attempt: int, resources: dict | None = None,
-                   now: float | None = None) -> Job:
-        """Record a job the executor accepted and move its videos to submitted, atomically."""
+    def create_job(self, executor: str, video_ids: list[int], *, attempt: int = 1,
+                   resources: dict | None = None, now: float | None = None) -> Job:
+        """Record a new job and move its queued videos to submitted, in one transaction.
+
+        The job starts as created: it gets its paths and executor id once the executor took it."""
         now = _now(now)
         with self.transaction() as db:
             cursor = db.execute(
-                "INSERT INTO jobs (executor, executor_job_id, state, attempt, spec_path, result_path, log_path,"
-                " resources, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (executor, executor_job_id, JobState.SUBMITTED.value, attempt, spec_path, result_path,
-                 log_path, json.dumps(resources or {}), now, now))
+                "INSERT INTO jobs (executor, state, attempt, spec_path, result_path, resources, created, updated)"
+                " VALUES (?, ?, ?, '', '', ?, ?, ?)",
+                (executor, JobState.CREATED.value, attempt, json.dumps(resources or {}), now, now))
             job_id = cursor.lastrowid
-            self._event(db, now, f"submitted to {executor} as {executor_job_id}", job_id=job_id,
-                        new=JobState.SUBMITTED.value)
+            self._event(db, now, f"created for {executor} with {len(video_ids)} video(s)", job_id=job_id,
+                        new=JobState.CREATED.value)
             for video_id in video_ids:
                 db.execute("INSERT INTO job_videos (job_id, video_id) VALUES (?, ?)", (job_id, video_id))
                 attempts = db.execute("SELECT attempts FROM videos WHERE id = ?", (video_id,)).fetchone()[0]
-                self._set_video_state(db, video_id, VideoState.SUBMITTED,
-                                      f"in job {job_id} ({executor} {executor_job_id}), attempt {attempts + 1}",
+                self._set_video_state(db, video_id, VideoState.SUBMITTED, f"in job {job_id}, attempt {attempts + 1}",
                                       [VideoState.QUEUED], now, {"job_id": job_id, "attempts": attempts + 1})
         return self.job(job_id)
+
+    def update_job(self, job_id: int, *, now: float | None = None, **fields: Any) -> None:
+        """Change bookkeeping fields of a job without changing its state."""
+        _check_fields(fields, JOB_FIELDS)
+        with self.transaction() as db:
+            _update(db, "jobs", job_id, fields, _now(now))
 
     def job(self, job_id: int) -> Job:
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()

@@ -1,0 +1,201 @@
+"""The command line: each command parses its arguments and calls into the package.
+
+Exit codes: 0 success, 1 a failure while working, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import dlcwatch
+from dlcwatch.config import CONFIG_ENV, ConfigError, example_yaml, find_config_path, load_config
+from dlcwatch.states import VIDEO_RETRYABLE, VideoState
+from dlcwatch.store import Store, StoreError, Video
+from dlcwatch.status import format_show, format_status, status_data
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlcwatch",
+        description="Watch folders for behavior videos, analyze them with DeepLabCut, deliver the results.")
+    parser.add_argument("--version", action="version", version=f"dlcwatch {dlcwatch.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    with_config = argparse.ArgumentParser(add_help=False)
+    with_config.add_argument("--config", metavar="PATH",
+                             help=f"configuration file (default: ${CONFIG_ENV})")
+
+    run = commands.add_parser("run", parents=[with_config], help="run the daemon in the foreground",
+                              description="Run the daemon: watch, queue, analyze, deliver. Stops cleanly "
+                                          "on SIGTERM or Ctrl-C; running jobs carry on.")
+    run.add_argument("--until-idle", action="store_true",
+                     help="exit once nothing is pending or in flight (batch use and tests)")
+    run.set_defaults(func=command_run)
+
+    status = commands.add_parser("status", parents=[with_config], help="show counts per state and recent videos",
+                                 description="Show how many videos are in each state and the most recent ones.")
+    status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    status.add_argument("--limit", type=int, default=15, metavar="N", help="recent videos to list (default 15)")
+    status.set_defaults(func=command_status)
+
+    show = commands.add_parser("show", parents=[with_config], help="show one video's history",
+                               description="Show a video's details and every event that happened to it.")
+    show.add_argument("video", help="video id, path, or part of its file name")
+    show.set_defaults(func=command_show)
+
+    retry = commands.add_parser("retry", parents=[with_config], help="analyze failed or quarantined videos again",
+                                description="Send videos back to the start: they are probed, fingerprinted "
+                                            "and analyzed again, with a fresh count of attempts.")
+    target = retry.add_mutually_exclusive_group(required=True)
+    target.add_argument("video", nargs="?", help="video id, path, or part of its file name")
+    target.add_argument("--failed", action="store_true", help="retry every failed video")
+    retry.set_defaults(func=command_retry)
+
+    config = commands.add_parser("config", help="validate the configuration or print an example",
+                                 description="Check a configuration file, or print the commented example.")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    validate = config_commands.add_parser("validate", parents=[with_config], help="check a configuration file",
+                                          description="Report every problem in the configuration at once.")
+    validate.set_defaults(func=command_config_validate)
+    example = config_commands.add_parser("example", help="print the example configuration",
+                                         description="Print the commented example configuration, generated "
+                                                     "from the schema.")
+    example.set_defaults(func=command_config_example)
+
+    demo = commands.add_parser("demo", help="build a working example and run it end to end",
+                               description="Make synthetic videos and a tiny DeepLabCut model (trained on the "
+                                           "CPU in seconds, nothing downloaded) in DIR, then run the daemon "
+                                           "until every video is delivered.")
+    demo.add_argument("dir", help="folder for the example (created if missing)")
+    demo.add_argument("--setup-only", action="store_true", help="build the example but do not run it")
+    demo.add_argument("--videos", type=int, default=3, metavar="N", help="synthetic videos to make (default 3)")
+    demo.set_defaults(func=command_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        print(f"dlcwatch: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as error:
+        print(f"dlcwatch: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _config(args):
+    return load_config(find_config_path(args.config))
+
+
+def _setup_logging(level: str = "info") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def command_run(args) -> int:
+    from dlcwatch.daemon import Daemon
+
+    config = _config(args)
+    _setup_logging(config.daemon.log_level)
+    daemon = Daemon(config)
+    try:
+        return daemon.run(until_idle=args.until_idle)
+    finally:
+        daemon.close()
+
+
+def _read_store(args) -> Store:
+    config = load_config(find_config_path(args.config), check_paths=False)
+    return Store(config.state.database, read_only=True)
+
+
+def command_status(args) -> int:
+    store = _read_store(args)
+    data = status_data(store, limit=args.limit, now=time.time())
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        print(format_status(data))
+    return 0
+
+
+def _find_one(store: Store, needle: str) -> Video | None:
+    matches = store.find_videos(needle)
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        print(f"dlcwatch: no video matches {needle!r}", file=sys.stderr)
+    else:
+        print(f"dlcwatch: {len(matches)} videos match {needle!r}; be more specific:", file=sys.stderr)
+        for video in matches[:20]:
+            print(f"  {video.id:>6}  {video.state.value:<11}  {video.path}", file=sys.stderr)
+    return None
+
+
+def command_show(args) -> int:
+    store = _read_store(args)
+    video = _find_one(store, args.video)
+    if video is None:
+        return EXIT_FAILURE
+    print(format_show(store, video))
+    return 0
+
+
+def command_retry(args) -> int:
+    config = load_config(find_config_path(args.config), check_paths=False)
+    store = Store(config.state.database)
+    if args.failed:
+        videos = store.videos([VideoState.FAILED])
+    else:
+        video = _find_one(store, args.video)
+        if video is None:
+            return EXIT_FAILURE
+        if video.state not in VIDEO_RETRYABLE:
+            print(f"dlcwatch: video {video.id} is {video.state.value}; only "
+                  f"{', '.join(sorted(s.value for s in VIDEO_RETRYABLE))} videos can be retried", file=sys.stderr)
+            return EXIT_FAILURE
+        videos = [video]
+    for video in videos:
+        # stable_since 0: admitted on the next tick if the file still matches what was recorded.
+        store.set_video_state(video.id, VideoState.SETTLING, "retry requested by a person", attempts=0,
+                              not_before=None, stable_since=0.0, duplicate_of=None)
+        print(f"video {video.id} will be analyzed again: {video.path}")
+    if not videos:
+        print("no failed videos")
+    return 0
+
+
+def command_config_validate(args) -> int:
+    path = find_config_path(args.config)
+    load_config(path)
+    print(f"{path}: valid")
+    return 0
+
+
+def command_config_example(args) -> int:
+    sys.stdout.write(example_yaml())
+    return 0
+
+
+def command_demo(args) -> int:
+    from dlcwatch.demo import run_demo
+
+    _setup_logging()
+    return run_demo(Path(args.dir), videos=args.videos, setup_only=args.setup_only)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

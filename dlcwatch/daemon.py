@@ -1,0 +1,261 @@
+"""The one long-lived loop: tick(now) = scan → poll → deliver → submit.
+
+Every decision reads the database and writes it back through the store, so the daemon can be
+stopped at any point and started again: jobs keep running, and the next tick picks up where
+the last one left off. `now` is passed in, so tests drive the loop tick by tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from dlcwatch import delivery
+from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
+from dlcwatch.executors.base import Submission
+from dlcwatch.intake import Intake
+from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, read_result, write_json_atomic
+from dlcwatch.states import JobState, VideoState
+from dlcwatch.store import Job, Store, Video
+from dlcwatch.watcher import FileEvents
+
+log = logging.getLogger("dlcwatch.daemon")
+
+S = VideoState
+# Videos in these states still need the daemon; with none left, `run --until-idle` returns.
+BUSY_STATES = (S.SETTLING, S.QUEUED, S.SUBMITTED, S.RUNNING, S.ANALYZED, S.DELIVERING)
+
+
+class Daemon:
+    """Given a validated config, own the store, the intake and the executor, and run the loop."""
+
+    def __init__(self, config, *, store: Store | None = None, executor: Executor | None = None,
+                 watch_events: bool = True):
+        self.config = config
+        self.store = store or Store(config.state.database)
+        self.jobs_dir = Path(config.staging.dir) / "jobs"
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        Path(config.output.root).mkdir(parents=True, exist_ok=True)
+        self.events = FileEvents() if watch_events else None
+        skip = tuple(str(Path(p).absolute()) for p in (config.output.root, config.staging.dir,
+                                                       Path(config.state.database).parent))
+        self.intake = Intake(config.watch, self.store, events=self.events, skip_dirs=skip)
+        self.executor = executor or make_executor(config)
+        self.stop_requested = False
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self, now: float | None = None) -> None:
+        """Begin watching and repair what an interrupted run left half done."""
+        now = time.time() if now is None else now
+        if self.events is not None:
+            for problem in self.events.start(self.intake.watched_roots()):
+                log.warning("%s", problem)
+        for video in self.store.videos([S.DELIVERING]):
+            self.store.set_video_state(video.id, S.ANALYZED, "delivery was interrupted; delivering again",
+                                       now=now)
+        for job in self.store.jobs([JobState.CREATED]):
+            # Stopped between recording the job and handing it over: the executor never saw it.
+            self.store.set_job_state(job.id, JobState.FAILED, "interrupted before submission", now=now)
+            for video in self._job_videos(job, [S.SUBMITTED]):
+                self._retry_or_fail(video, "interrupted before submission", now, count_attempt=False)
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.stop()
+        self.executor.close()
+        self.store.close()
+
+    def run(self, *, until_idle: bool = False, clock=time.time, sleep=time.sleep) -> int:
+        """Tick until asked to stop (SIGTERM, SIGINT) or, with until_idle, until nothing is pending."""
+        self._install_signal_handlers()
+        self.start(clock())
+        tick_s = self.config.daemon.tick_s
+        while not self.stop_requested:
+            started = time.monotonic()
+            self.tick(clock())
+            if until_idle and self.idle():
+                log.info("nothing pending or in flight; exiting")
+                break
+            remaining = tick_s - (time.monotonic() - started)
+            while remaining > 0 and not self.stop_requested:
+                sleep(min(remaining, 0.2))
+                remaining -= 0.2
+        if self.stop_requested:
+            log.info("stopping; running jobs keep running and are picked up on the next start")
+        return 0
+
+    def _install_signal_handlers(self) -> None:
+        def request_stop(signal_number, frame):  # only sets a flag: the loop finishes its transition
+            self.stop_requested = True
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+
+    def idle(self) -> bool:
+        counts = self.store.counts()
+        return not any(counts.get(state.value) for state in BUSY_STATES) and not self.store.active_jobs()
+
+    def tick(self, now: float) -> None:
+        self.intake.tick(now)
+        self.poll(now)
+        self.deliver(now)
+        self.submit(now)
+
+    # ------------------------------------------------------------------ submit
+
+    def submit(self, now: float) -> None:
+        """Pack queued videos into jobs, as many as the executor has room for."""
+        slots = self.executor.slots(len(self.store.active_jobs()))
+        if slots <= 0:
+            return
+        ready = [video for video in self.store.videos([S.QUEUED]) if not video.not_before or video.not_before <= now]
+        size = self.config.executor.videos_per_job
+        for start in range(0, min(len(ready), slots * size), size):
+            if self.stop_requested:
+                return
+            self._submit_batch(ready[start:start + size], now)
+
+    def _submit_batch(self, videos: list[Video], now: float) -> None:
+        job = self.store.create_job(self.executor.name, [video.id for video in videos], now=now)
+        work_dir = self.jobs_dir / f"job{job.id}"
+        spec_path, result_path, log_path = work_dir / "spec.json", work_dir / "result.json", work_dir / "worker.log"
+        model = self.config.model
+        spec = {
+            "version": SPEC_VERSION, "job_id": job.id, "work_dir": str(work_dir), "result": str(result_path),
+            "model": {"config": model.config, "shuffle": model.shuffle, "trainingsetindex": model.trainingsetindex,
+                      "batch_size": model.batch_size, "device": model.device},
+            "filter": dict(model.filter), "copy_videos": self.config.staging.copy_videos,
+            "videos": [{"id": video.id, "path": video.path, "frames": video.frames} for video in videos],
+        }
+        write_json_atomic(spec_path, spec)
+        self.store.update_job(job.id, spec_path=str(spec_path), result_path=str(result_path),
+                                    log_path=str(log_path), now=now)
+        try:
+            executor_id = self.executor.submit(Submission(job.id, spec_path, log_path, work_dir, {}))
+        except ExecutorError as error:
+            log.error("job %d: submission refused: %s", job.id, error)
+            self.store.set_job_state(job.id, JobState.FAILED, f"submission refused: {error}", now=now)
+            for video in videos:
+                self._retry_or_fail(self.store.video(video.id), f"submission refused: {error}", now,
+                                    count_attempt=False)
+            return
+        self.store.set_job_state(job.id, JobState.SUBMITTED, f"accepted by {self.executor.name} as {executor_id}",
+                                 now=now, executor_job_id=executor_id)
+        log.info("job %d: %d video(s) submitted as %s", job.id, len(videos), executor_id)
+
+    # ------------------------------------------------------------------ poll
+
+    def poll(self, now: float) -> None:
+        """Ask the executor about every active job at once, then act on what ended."""
+        active = [job for job in self.store.active_jobs() if job.executor_job_id]
+        if not active:
+            return
+        statuses = self.executor.poll(active)
+        for job in active:
+            status = statuses.get(job.id)
+            if status is None:
+                continue
+            if status.outcome is Outcome.RUNNING and job.state is JobState.SUBMITTED:
+                job = self.store.set_job_state(job.id, JobState.RUNNING, "running", now=now)
+                for video in self._job_videos(job, [S.SUBMITTED]):
+                    self.store.set_video_state(video.id, S.RUNNING, f"job {job.id} is running", now=now)
+            result = read_result(job.result_path)
+            # Videos a job already finished are taken now, while the rest of it still runs.
+            self._collect(job, result, status, now)
+            if status.outcome.ended:
+                self._end_job(job, result, status, now)
+
+    def _job_videos(self, job: Job, states) -> list[Video]:
+        videos = [self.store.video(video_id) for video_id in self.store.job_video_ids(job.id)]
+        return [video for video in videos if video.state in states and video.job_id == job.id]
+
+    def _collect(self, job: Job, result: dict | None, status: JobStatus, now: float) -> None:
+        entries = (result or {}).get("videos", {})
+        for video in self._job_videos(job, [S.SUBMITTED, S.RUNNING]):
+            entry = entries.get(str(video.id))
+            outcome = entry.get("status") if entry else None
+            if outcome == OK:
+                self.store.set_video_state(video.id, S.ANALYZED, f"analyzed in job {job.id}: {entry['frames']} "
+                                           f"frames in {entry.get('seconds', 0):.1f} s", now=now, not_before=None)
+            elif outcome == BAD_VIDEO:
+                self.store.set_video_state(video.id, S.QUARANTINED, f"quarantined: {entry['message']}; fix or "
+                                           "replace the file, then run `dlcwatch retry`", now=now)
+                log.warning("video %d: quarantined: %s", video.id, entry["message"])
+            elif outcome == MISSING:
+                self.store.set_video_state(video.id, S.MISSING, entry["message"], now=now)
+            elif status.outcome.ended:
+                if outcome == ERROR:
+                    why = entry["message"]
+                else:
+                    why = f"job {job.id} ended ({status.outcome.value}: {status.detail or 'no detail'}) " \
+                          "before analyzing it"
+                if status.outcome is Outcome.CANCELLED:
+                    self.store.set_video_state(video.id, S.FAILED, f"job {job.id} was cancelled; run "
+                                               "`dlcwatch retry` to analyze it again", now=now)
+                else:
+                    self._retry_or_fail(video, why, now)
+
+    def _end_job(self, job: Job, result: dict | None, status: JobStatus, now: float) -> None:
+        detail = f"{status.outcome.value}" + (f" ({status.detail})" if status.detail else "")
+        if status.outcome is Outcome.CANCELLED:
+            self.store.set_job_state(job.id, JobState.CANCELLED, f"cancelled: {status.detail}", now=now)
+        elif result and result.get("finished"):
+            self.store.set_job_state(job.id, JobState.FINISHED, f"ended: {detail}", now=now)
+        else:
+            self.store.set_job_state(job.id, JobState.FAILED, f"ended without a complete result: {detail}",
+                                     now=now, reason=detail)
+        self._remove_project_view(job)
+
+    def _retry_or_fail(self, video: Video, why: str, now: float, *, count_attempt: bool = True) -> None:
+        settings = self.config.executor
+        attempts = video.attempts if count_attempt else max(0, video.attempts - 1)
+        if attempts >= settings.max_attempts:
+            self.store.set_video_state(video.id, S.FAILED, f"gave up after {attempts} attempt(s); last: {why}; "
+                                       "run `dlcwatch retry` once the cause is fixed", now=now, attempts=attempts)
+            log.error("video %d: failed after %d attempt(s): %s", video.id, attempts, why)
+            return
+        delay = settings.retry_backoff_s * 2 ** max(0, attempts - 1)
+        self.store.set_video_state(video.id, S.QUEUED, f"attempt {attempts} failed ({why}); trying again in "
+                                   f"{delay:.0f} s", now=now, attempts=attempts, not_before=now + delay)
+        log.warning("video %d: attempt %d failed: %s", video.id, attempts, why)
+
+    def _remove_project_view(self, job: Job) -> None:
+        shutil.rmtree(Path(job.spec_path).parent / "project", ignore_errors=True)
+
+    # ------------------------------------------------------------------ deliver
+
+    def deliver(self, now: float) -> None:
+        """Copy the results of every analyzed video into the output tree."""
+        for video in self.store.videos([S.ANALYZED]):
+            if self.stop_requested:
+                return
+            if video.not_before and video.not_before > now:
+                continue
+            self._deliver_one(video, now)
+
+    def _deliver_one(self, video: Video, now: float) -> None:
+        job = self.store.job(video.job_id)
+        result = read_result(job.result_path) or {}
+        entry = result.get("videos", {}).get(str(video.id), {})
+        self.store.set_video_state(video.id, S.DELIVERING, "delivering", now=now)
+        try:
+            folder = delivery.deliver(video, job, entry, result, self.config.output.root, dict(self.config.model),
+                                      now=now)
+        except delivery.OutputsGone as error:
+            self.store.set_video_state(video.id, S.QUEUED, f"{error}; analyzing it again", now=now)
+            return
+        except OSError as error:
+            delay = min(3600.0, self.config.executor.retry_backoff_s)
+            self.store.set_video_state(video.id, S.ANALYZED, f"delivery failed ({error.strerror or error}); "
+                                       f"results kept in staging, trying again in {delay:.0f} s", now=now,
+                                       not_before=now + delay)
+            log.error("video %d: delivery failed: %s", video.id, error)
+            return
+        self.store.set_video_state(video.id, S.DONE, f"delivered to {folder}", now=now, output_dir=str(folder),
+                                   not_before=None)
+        log.info("video %d: done: %s", video.id, folder)
+        shutil.rmtree(Path(job.spec_path).parent / f"video{video.id}", ignore_errors=True)

@@ -1,0 +1,89 @@
+"""Where results land and what the manifest says about them.
+
+For <watch root>/<rel>/<name>.<ext> the results go to <output root>/<rel>/<name>/, named after
+the original video (the job analyzed it under a safe ASCII name), with manifest.json written
+last: a folder with a manifest is complete and verified.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path, PurePosixPath
+
+import dlcwatch
+from dlcwatch.jobspec import read_json, write_json_atomic
+from dlcwatch.store import Job, Video
+from dlcwatch.transfer import copy_verified, fsync_folder
+
+MANIFEST = "manifest.json"
+
+
+class OutputsGone(Exception):
+    """The job's outputs are no longer in staging: the video must be analyzed again."""
+
+
+def output_folder(output_root: str | Path, video: Video) -> Path:
+    """Given the output root and a video, return the folder its results go to."""
+    relative = PurePosixPath(video.relpath)
+    return Path(output_root).joinpath(*relative.parent.parts, Path(relative.name).stem)
+
+
+def delivered_name(original_stem: str, staged_stem: str, output: Path) -> str:
+    """Given a DeepLabCut output of the staged video, return its name after the original video."""
+    name = output.name
+    return original_stem + name[len(staged_stem):] if name.startswith(staged_stem) else name
+
+
+def deliver(video: Video, job: Job, entry: dict, job_result: dict, output_root: str | Path,
+            model: dict, now: float | None = None) -> Path:
+    """Copy one video's results into the output tree, verified, manifest last; return the folder.
+
+    Raise OutputsGone if staging lost them, OSError if the destination refuses."""
+    outputs = {kind: Path(path) for kind, path in entry.get("outputs", {}).items()}
+    gone = [str(path) for path in outputs.values() if not path.is_file()]
+    if gone or not outputs:
+        raise OutputsGone(f"outputs no longer in staging: {', '.join(gone) or 'none recorded'}")
+    folder = output_folder(output_root, video)
+    _set_aside_foreign(folder, video)
+    original_stem = Path(video.relpath).stem
+    delivered = {}
+    started = time.monotonic()
+    for kind, source in sorted(outputs.items()):
+        name = delivered_name(original_stem, entry["staged_stem"], source)
+        sha256 = copy_verified(source, folder / name)
+        delivered[kind] = {"file": name, "sha256": sha256, "bytes": source.stat().st_size}
+    manifest = {
+        "dlcwatch_version": dlcwatch.__version__,
+        "source": {"path": video.path, "bytes": video.size, "sha256": video.sha256, "frames": video.frames,
+                   "fps": video.fps, "duration_s": video.duration, "codec": video.codec,
+                   "width": video.width, "height": video.height},
+        "model": {"config": model.get("config"), "shuffle": model.get("shuffle"),
+                  "trainingsetindex": model.get("trainingsetindex"), "scorer": entry.get("scorer"),
+                  "engine": job_result.get("engine"), "device": job_result.get("device"),
+                  "deeplabcut_version": job_result.get("dlc_version")},
+        "job": {"id": job.id, "executor": job.executor, "executor_job_id": job.executor_job_id,
+                "host": job_result.get("host"), "attempts": video.attempts},
+        "outputs": delivered,
+        "timings": {"queued_at": video.created, "model_load_s": job_result.get("load_seconds"),
+                    "analysis_s": entry.get("seconds"), "delivery_s": round(time.monotonic() - started, 3),
+                    "delivered_at": time.time() if now is None else now},
+    }
+    write_json_atomic(folder / MANIFEST, manifest)
+    fsync_folder(folder)
+    return folder
+
+
+def _set_aside_foreign(folder: Path, video: Video) -> None:
+    """Keep results of a different video that happen to sit where ours go: rename them aside."""
+    if not folder.exists():
+        return
+    try:
+        previous = read_json(folder / MANIFEST).get("source", {}).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous == video.sha256:
+        return  # a re-delivery of the same video: replace file by file
+    if not any(folder.iterdir()):
+        return
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    folder.rename(folder.with_name(f"{folder.name}.replaced-{stamp}"))

@@ -1,0 +1,18 @@
+"""Executors run jobs: one interface (base.py), one module per kind of place jobs run."""
+
+from __future__ import annotations
+
+from dlcwatch.executors.base import Executor, ExecutorError, JobStatus, Outcome
+
+
+def make_executor(config) -> Executor:
+    """Given the validated config, return the executor it names."""
+    kind = config.executor.kind
+    if kind == "local":
+        from dlcwatch.executors.local import LocalExecutor
+
+        return LocalExecutor(config.executor.local)
+    raise ExecutorError(f"unknown executor kind {kind!r}")
+
+
+__all__ = ["Executor", "ExecutorError", "JobStatus", "Outcome", "make_executor"]

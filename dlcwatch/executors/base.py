@@ -1,0 +1,72 @@
+"""The interface every executor implements, and the outcomes it reports.
+
+The daemon never asks an executor what happened to a video: it asks whether the job still
+runs and, once it ended, how (an Outcome). The worker's result file says the rest.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from dlcwatch.store import Job
+
+
+class Outcome(str, enum.Enum):
+    PENDING = "pending"          # accepted, waiting for resources
+    RUNNING = "running"
+    COMPLETED = "completed"      # ended by itself; read the result file
+    FAILED = "failed"            # ended with an error; read the result file
+    TIMEOUT = "timeout"          # killed for running past its time limit
+    OUT_OF_MEMORY = "out_of_memory"
+    NODE_FAIL = "node_fail"      # the machine under it failed; same again is fine
+    PREEMPTED = "preempted"
+    CANCELLED = "cancelled"      # cancelled by a person
+    LOST = "lost"                # the executor no longer knows the job
+
+    @property
+    def ended(self) -> bool:
+        return self not in (Outcome.PENDING, Outcome.RUNNING)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    outcome: Outcome
+    detail: str = ""             # e.g. "exit code 75", for the events table
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What the daemon hands an executor: the spec to run, where to log, what it may use."""
+
+    job_id: int
+    spec_path: Path
+    log_path: Path
+    work_dir: Path
+    resources: dict
+
+
+class ExecutorError(RuntimeError):
+    """The executor refused or could not be reached; the message says why, for a person."""
+
+
+class Executor(Protocol):
+    name: str
+
+    def slots(self, active_jobs: int) -> int:
+        """Given how many of our jobs are active, return how many more may be submitted now."""
+
+    def submit(self, submission: Submission) -> str:
+        """Start a job; return the executor's id for it. Raise ExecutorError."""
+
+    def poll(self, jobs: list[Job]) -> dict[int, JobStatus]:
+        """Given active jobs, return their status by job id, in one round trip to the scheduler."""
+
+    def cancel(self, job: Job) -> None:
+        """Stop a job. Raise ExecutorError."""
+
+    def close(self) -> None:
+        """Release what the executor holds; running jobs keep running."""
