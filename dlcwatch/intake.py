@@ -148,7 +148,7 @@ class Intake:
         if (stat.st_size, stat.st_mtime_ns) != (video.size, video.mtime_ns):
             self.store.update_video(video.id, size=stat.st_size, mtime_ns=stat.st_mtime_ns, stable_since=now, now=now)
             return
-        still_for = now - (video.stable_since or now)
+        still_for = now - (video.stable_since if video.stable_since is not None else now)
         if still_for < self.settle_s:
             return
         if self.events and self.events.is_writing(video.path) and still_for < WRITING_GRACE_FACTOR * self.settle_s:

@@ -1,0 +1,73 @@
+"""Shared fixtures: real SQLite files, real ffmpeg videos, a real tiny DeepLabCut model."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dlcwatch.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+HAVE_DLC = importlib.util.find_spec("deeplabcut") is not None
+needs_dlc = pytest.mark.skipif(not HAVE_DLC, reason="DeepLabCut is not installed (scripts/install-dlc.sh)")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A real DeepLabCut project, trained once per test session on the CPU; its config.yaml."""
+    if not HAVE_DLC:
+        pytest.skip("DeepLabCut is not installed (scripts/install-dlc.sh)")
+    folder = tmp_path_factory.mktemp("tiny-model")
+    completed = subprocess.run([sys.executable, "-m", "dlcwatch.tinydlc", str(folder), "--epochs", "10"],
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return Path(completed.stdout.strip().splitlines()[-1])
+
+
+def write_config(folder: Path, model_config: Path | str, **sections) -> Path:
+    """Write a config for a lab rooted in `folder` (videos/, results/, staging/, state/); return its path."""
+    (folder / "videos").mkdir(parents=True, exist_ok=True)
+    config = {
+        "watch": {"roots": [{"path": str(folder / "videos")}], "settle_s": 2.0, "rescan_interval_s": 5.0},
+        "state": {"database": str(folder / "state" / "dlcwatch.db")},
+        "output": {"root": str(folder / "results")},
+        "staging": {"dir": str(folder / "staging")},
+        "model": {"config": str(model_config), "device": "cpu"},
+        "executor": {"kind": "local", "videos_per_job": 4, "retry_backoff_s": 0.0},
+        "daemon": {"tick_s": 0.2},
+    }
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return path
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A lab folder with a config whose model path exists but is not a trained model (no DLC needed)."""
+    fake_model = tmp_path / "model" / "config.yaml"
+    fake_model.parent.mkdir()
+    fake_model.write_text("Task: none\n")
+    path = write_config(tmp_path, fake_model)
+    return load_config(path)
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_files(tmp_path, monkeypatch):
+    """Run every test from its tmp folder, so a name like '$(touch x)' reaching a shell would show."""
+    monkeypatch.chdir(tmp_path)
+    yield
+    assert not (tmp_path / "x").exists(), "a file name reached a shell"
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real `dlcwatch` command line in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "dlcwatch", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
