@@ -73,7 +73,7 @@ SCHEMA = Section("dlcwatch configuration", {
         "settle_s": Option("float", "A file is picked up only after its size and modification time have "
                            "not changed for this many seconds.", default=30.0, minimum=0),
         "rescan_interval_s": Option("float", "Seconds between full rescans of every root; file-system "
-                                    "events are only a hint, the rescan is the truth.", default=60.0, minimum=1),
+                                    "events are only a hint, the rescan is the truth.", default=60.0, minimum=0.1),
     }),
     "state": Section("The state database: the one record of every video and job.", {
         "database": Option("path", "SQLite file (created if missing). Relative paths are relative to "
@@ -179,7 +179,7 @@ def validate(data: Any, *, base_dir: Path, source: str = "config", check_paths: 
     """Given parsed YAML, return the config with defaults applied. Raise ConfigError listing all problems."""
     problems: list[str] = []
     config = _validate_section(SCHEMA, data, "", base_dir, problems)
-    if not problems and check_paths:
+    if check_paths:
         _check_paths(config, problems)
     if problems:
         raise ConfigError(source, problems)
@@ -263,15 +263,15 @@ def _validate_option(spec: Option, value: Any, given: bool, where: str, base_dir
 def _check_paths(config: Node, problems: list[str]) -> None:
     """Check what must exist before the daemon starts, so it fails at once and clearly."""
     for index, root in enumerate(config.watch.roots):
-        if not Path(root.path).is_dir():
+        if isinstance(root.path, str) and not Path(root.path).is_dir():
             problems.append(f"watch.roots[{index}].path: folder {root.path} does not exist "
                             "(is the share mounted?)")
-    model_config = Path(config.model.config)
-    if not model_config.is_file():
+    model_config = config.model.config
+    if isinstance(model_config, str) and not Path(model_config).is_file():
         problems.append(f"model.config: {model_config} does not exist; point it at the DeepLabCut "
                         "project's config.yaml")
     python = config.executor.local.python
-    if python and not os.access(python, os.X_OK):
+    if isinstance(python, str) and python and not os.access(python, os.X_OK):
         problems.append(f"executor.local.python: {python} is not an executable")
 
 

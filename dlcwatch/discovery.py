@@ -97,6 +97,8 @@ def list_candidates(root: str, include: list[str], exclude: list[str], recursive
                 problems.append(f"cannot read {entry.path}: {error.strerror or error}")
                 continue
             found.append(FileSeen(entry.path, relpath, stat.st_size, stat.st_mtime_ns))
+    # Oldest first: of two identical files seen in one scan, the earlier one is the original.
+    found.sort(key=lambda seen: (seen.mtime_ns, seen.path))
     return found, problems
 
 

@@ -1,0 +1,157 @@
+"""End to end: videos dropped into a watched folder come out as delivered, verified keypoints.
+
+Real SQLite, real ffmpeg, a real tiny DeepLabCut model, the real local executor and worker."""
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import cli, needs_dlc, write_config
+from dlcwatch.config import load_config
+from dlcwatch.daemon import Daemon
+from dlcwatch.jobspec import read_json
+from dlcwatch.states import VideoState as S
+from dlcwatch.store import Store
+from dlcwatch.synthetic import write_video
+
+pytestmark = needs_dlc
+
+NAMES = ["plain.mp4", "souris_été_ü.mp4", "with space/it's \"q\".avi", "$(touch x); rm.mp4"]
+
+
+def run_until_idle(config_path, timeout=300):
+    daemon = Daemon(load_config(config_path), watch_events=False)
+    deadline = time.monotonic() + timeout
+    daemon.start()
+    try:
+        while time.monotonic() < deadline:
+            daemon.tick(time.time())
+            if daemon.idle():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"not idle after {timeout} s: {daemon.store.counts()}")
+    finally:
+        daemon.close()
+
+
+def assert_delivered(folder: Path, results: Path, source: Path, relpath: str):
+    manifest = read_json(folder / "manifest.json")
+    assert manifest["source"]["path"] == str(source)
+    assert manifest["source"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    stem = Path(relpath).stem
+    assert folder == results / Path(relpath).parent / stem
+    for kind, entry in manifest["outputs"].items():
+        delivered = folder / entry["file"]
+        assert entry["file"].startswith(stem), entry["file"]
+        assert hashlib.sha256(delivered.read_bytes()).hexdigest() == entry["sha256"]
+    keypoints = pd.read_hdf(folder / manifest["outputs"]["keypoints_h5"]["file"])
+    assert len(keypoints) == manifest["source"]["frames"]
+    assert manifest["model"]["engine"] == "pytorch" and manifest["model"]["deeplabcut_version"] == "3.0.2"
+    return manifest
+
+
+def test_videos_in_keypoints_out_bad_ones_quarantined(tiny_model, tmp_path):
+    config_path = write_config(tmp_path, tiny_model, watch={"settle_s": 0.5, "rescan_interval_s": 0.5},
+                               executor={"videos_per_job": 3})
+    videos = tmp_path / "videos"
+    sources = {name: write_video(videos / name, frames=30 + 5 * index) for index, name in enumerate(NAMES)}
+    shutil.copyfile(sources["plain.mp4"], videos / "plain again.mp4")  # same content, new name
+    (videos / "notes.mp4").write_text("this is a text file\n")
+    (videos / "empty.MP4").write_bytes(b"")
+
+    run_until_idle(config_path)
+
+    store = Store(tmp_path / "state" / "dlcwatch.db")
+    by_name = {Path(v.relpath).name: v for v in store.videos()}
+    assert {name: v.state for name, v in by_name.items()} == {
+        **{Path(name).name: S.DONE for name in NAMES},
+        "plain again.mp4": S.DUPLICATE, "notes.mp4": S.QUARANTINED, "empty.MP4": S.QUARANTINED}
+    for name, source in sources.items():
+        video = by_name[Path(name).name]
+        manifest = assert_delivered(Path(video.output_dir), tmp_path / "results", source, name)
+        assert manifest["job"]["attempts"] == 1
+    # several videos per job: the model loaded once for each of them
+    assert len(store.jobs()) == 2
+    assert "not a readable video" in by_name["notes.mp4"].reason
+    # staging keeps job records, not analysis outputs
+    assert not list((tmp_path / "staging").glob("jobs/*/video*"))
+    assert not list((tmp_path / "staging").glob("jobs/*/project"))
+
+
+def test_an_attempt_that_keeps_failing_ends_failed_after_max_attempts(tiny_model, tmp_path):
+    # A real fault: the model's snapshot disappears from the lab's project after the daemon started.
+    project = tmp_path / "project"
+    shutil.copytree(tiny_model.parent, project)
+    for snapshot in project.glob("dlc-models-pytorch/**/snapshot-*.pt"):
+        snapshot.unlink()
+    config_path = write_config(tmp_path, project / "config.yaml", watch={"settle_s": 0.2},
+                               executor={"max_attempts": 2, "retry_backoff_s": 0.0})
+    write_video(tmp_path / "videos" / "v.mp4", frames=20)
+    run_until_idle(config_path)
+    store = Store(tmp_path / "state" / "dlcwatch.db")
+    [video] = store.videos()
+    assert video.state is S.FAILED and video.attempts == 2
+    assert "gave up after 2 attempt(s)" in video.reason
+    assert [e.new_state for e in store.events(video_id=video.id)].count("submitted") == 2
+
+
+def test_stopped_and_killed_at_any_point_every_video_is_delivered_once(tiny_model, tmp_path):
+    config_path = write_config(tmp_path, tiny_model, watch={"settle_s": 0.3, "rescan_interval_s": 0.5},
+                               executor={"videos_per_job": 1, "local": {"max_parallel": 2}})
+    sources = [write_video(tmp_path / "videos" / f"m{index}.mp4", frames=30, phase=index) for index in range(4)]
+
+    def start():
+        return subprocess.Popen([sys.executable, "-m", "dlcwatch", "run", "--config", str(config_path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def wait_for(condition, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.1)
+        raise AssertionError("timed out")
+
+    def counts():
+        try:
+            store = Store(tmp_path / "state" / "dlcwatch.db", read_only=True)
+        except Exception:  # noqa: BLE001 - not created yet
+            return {}
+        try:
+            return store.counts()
+        finally:
+            store.close()
+
+    daemon = start()
+    wait_for(lambda: counts().get("submitted", 0) + counts().get("running", 0) >= 1)
+    daemon.send_signal(signal.SIGTERM)  # jobs are in flight
+    assert daemon.wait(timeout=30) == 0
+
+    daemon = start()
+    wait_for(lambda: counts().get("done", 0) >= 1)
+    daemon.kill()  # no chance to clean up
+    daemon.wait(timeout=30)
+
+    completed = cli("run", "--until-idle", "--config", str(config_path), timeout=300)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+    store = Store(tmp_path / "state" / "dlcwatch.db")
+    assert store.counts() == {"done": 4}
+    for video in store.videos():
+        done_events = [e for e in store.events(video_id=video.id) if e.new_state == "done"]
+        assert len(done_events) == 1, f"video {video.id} delivered {len(done_events)} times"
+    results = tmp_path / "results"
+    assert sorted(p.name for p in results.iterdir()) == ["m0", "m1", "m2", "m3"]  # nothing set aside
+    for source in sources:
+        assert_delivered(results / source.stem, results, source, source.name)
+
+    status = cli("status", "--config", str(config_path))
+    assert status.returncode == 0 and "4 video(s): 4 done" in status.stdout

@@ -1,0 +1,78 @@
+"""The worker with a real tiny DeepLabCut model, in a real subprocess."""
+
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+
+from conftest import needs_dlc
+from dlcwatch.jobspec import BAD_VIDEO, EXIT_BAD_INPUT, MISSING, OK, read_json, write_json_atomic
+from dlcwatch.synthetic import write_video
+
+pytestmark = needs_dlc
+
+
+def run_worker(spec_path):
+    return subprocess.run([sys.executable, "-m", "dlcwatch.worker", str(spec_path)], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_worker_analyzes_checks_frames_and_reports_each_video(tiny_model, tmp_path):
+    # The lab's project, moved after training: the worker must not care, nor touch its config.
+    project = tmp_path / "moved project"
+    shutil.copytree(tiny_model.parent, project, symlinks=True)
+    config_before = (project / "config.yaml").read_bytes()
+    good = write_video(tmp_path / "in" / "souris_été $(x).mp4", frames=40)
+    lying = write_video(tmp_path / "in" / "short.mp4", frames=30)
+    work = tmp_path / "job"
+    # A partial output of an earlier attempt: DeepLabCut would skip the video because of it.
+    stale = work / "video1" / "output" / "video1DLC_stale_full.pickle"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"partial")
+    spec = {
+        "job_id": 9, "work_dir": str(work), "result": str(work / "result.json"),
+        "model": {"config": str(project / "config.yaml"), "shuffle": 1, "trainingsetindex": 0, "batch_size": 4,
+                  "device": "cpu"},
+        "filter": {"enabled": True, "type": "median", "window_length": 5},
+        "videos": [{"id": 1, "path": str(good), "frames": 40},
+                   {"id": 2, "path": str(lying), "frames": 31},  # ffprobe "said" 31: a mismatch
+                   {"id": 3, "path": str(tmp_path / "in" / "deleted.mp4"), "frames": 10}],
+    }
+    write_json_atomic(work / "spec.json", spec)
+    completed = run_worker(work / "spec.json")
+    assert completed.returncode == EXIT_BAD_INPUT, completed.stderr[-3000:]
+    result = read_json(work / "result.json")
+    assert result["finished"] and result["exit_code"] == EXIT_BAD_INPUT
+    assert result["engine"] == "pytorch" and result["dlc_version"] == "3.0.2"
+    first, second, third = (result["videos"][key] for key in ("1", "2", "3"))
+    assert first["status"] == OK and first["frames"] == 40
+    assert set(first["outputs"]) == {"keypoints_h5", "keypoints_csv", "keypoints_filtered_h5",
+                                     "keypoints_filtered_csv"}
+    assert len(pd.read_hdf(first["outputs"]["keypoints_h5"])) == 40
+    assert not stale.exists()
+    assert second["status"] == BAD_VIDEO and "30 rows but ffprobe counted 31" in second["message"]
+    assert third["status"] == MISSING
+    assert (project / "config.yaml").read_bytes() == config_before
+
+
+def test_a_model_that_cannot_load_fails_the_attempt_not_the_video(tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=10)
+    broken = tmp_path / "broken" / "config.yaml"
+    broken.parent.mkdir()
+    broken.write_text("Task: broken\nproject_path: /nowhere\n")
+    spec = {"job_id": 1, "work_dir": str(tmp_path / "job"), "result": str(tmp_path / "job" / "result.json"),
+            "model": {"config": str(broken), "shuffle": 1, "trainingsetindex": 0, "batch_size": 1, "device": "cpu"},
+            "videos": [{"id": 5, "path": str(video), "frames": 10}]}
+    write_json_atomic(tmp_path / "spec.json", spec)
+    completed = run_worker(tmp_path / "spec.json")
+    assert completed.returncode == 75
+    entry = read_json(tmp_path / "job" / "result.json")["videos"]["5"]
+    assert entry["status"] == "error" and "no trained model folder" in entry["message"]
+
+
+def test_an_unreadable_spec_is_a_usage_error(tmp_path):
+    (tmp_path / "spec.json").write_text("{not json")
+    completed = run_worker(tmp_path / "spec.json")
+    assert completed.returncode == 64 and "cannot read the job spec" in completed.stderr
+
