@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 __all__ = ["make_qc_png", "build_qc_figure", "load_keypoints", "Keypoints"]
 
@@ -69,11 +70,11 @@ def load_keypoints(keypoints_h5: Path) -> Keypoints:
     if not keypoints_h5.is_file():
         raise FileNotFoundError(f"keypoint file not found: {keypoints_h5}")
     try:
-        table = pd.read_hdf(keypoints_h5)
-    except ValueError:
-        # Several objects in the file: DLC's own key.
-        table = pd.read_hdf(keypoints_h5, key="df_with_missing")
-    except Exception as error:  # noqa: BLE001 - PyTables raises many kinds
+        try:
+            table = pd.read_hdf(keypoints_h5, key="df_with_missing")  # DeepLabCut's key
+        except KeyError:
+            table = pd.read_hdf(keypoints_h5)  # the only object in the file, whatever its key
+    except Exception as error:  # noqa: BLE001 - PyTables and pandas raise many kinds
         raise ValueError(f"{keypoints_h5} is not a readable keypoint table: {error}") from error
     return keypoints_from_table(table, source=str(keypoints_h5))
 
@@ -169,7 +170,11 @@ def _read_video(video_path: Path, keypoint_frames: int, n_frames: int) -> _Video
 
 
 def _read_behavior(behavior_csv: Path | None) -> tuple[pd.DataFrame | None, str | None]:
-    """Given a behavior CSV path (or None), return (table, None) or (None, problem text)."""
+    """Given a behavior CSV path (or None), return (table, None) or (None, problem text).
+
+    The table (from dlcwatch.behavior.predict) has frame, time, label_id, label_name,
+    probability, and a first column ``individual`` for multi-animal videos.
+    """
     if behavior_csv is None:
         return None, None
     try:
@@ -181,27 +186,59 @@ def _read_behavior(behavior_csv: Path | None) -> tuple[pd.DataFrame | None, str 
     missing = {"frame", "label_id", "label_name"} - set(table.columns)
     if missing:
         return None, f"behavior file lacks columns: {', '.join(sorted(missing))}"
-    table = table.dropna(subset=["frame", "label_name"]).sort_values("frame")
+    table = table.dropna(subset=["frame", "label_id", "label_name"])
     if table.empty:
         return None, "behavior file has no rows"
+    table = table.assign(label_name=table["label_name"].astype(str),
+                         label_id=pd.to_numeric(table["label_id"], errors="coerce").fillna(-1).astype(int))
+    if "individual" in table.columns:
+        table = table.assign(individual=table["individual"].astype(str))
     return table, None
 
 
+def _label_order(table: pd.DataFrame) -> list[str]:
+    """Given the behavior table, return its label names by label id, "unlabeled" (id < 0) last."""
+    ids = table.groupby("label_name")["label_id"].min()
+    return sorted(ids.index, key=lambda name: (ids[name] < 0, ids[name], name))
+
+
+def _label_colors(table: pd.DataFrame) -> dict[str, tuple]:
+    """Given the behavior table, return a color per label name.
+
+    The same rule as dlcwatch.behavior.plots (a fixed tab20 color per label id, dark shades
+    first, grey for unlabeled), so a behavior has one color in every picture.
+    """
+    from matplotlib import colormaps
+
+    palette = colormaps["tab20"].colors
+    order = list(range(0, 20, 2)) + list(range(1, 20, 2))
+    ids = table.groupby("label_name")["label_id"].min()
+    return {name: (0.8, 0.8, 0.8, 1.0) if ids[name] < 0 else (*palette[order[int(ids[name]) % 20]], 1.0)
+            for name in ids.index}
+
+
 def _behavior_runs(table: pd.DataFrame) -> dict[str, list[tuple[int, int]]]:
-    """Given the behavior table, return {label name: [(first frame, length), ...]}, by label id.
+    """Given one animal's behavior rows, return {label name: [(first frame, length), ...]}.
 
     A run ends where the label changes or frames are missing.
     """
+    table = table.sort_values("frame")
     frames = table["frame"].to_numpy(dtype=int)
     labels = table["label_name"].astype(str).to_numpy()
-    order = (table.groupby(table["label_name"].astype(str))["label_id"].min().sort_values().index)
-    runs: dict[str, list[tuple[int, int]]] = {str(name): [] for name in order}
+    runs: dict[str, list[tuple[int, int]]] = {name: [] for name in _label_order(table)}
     start = 0
     for i in range(1, len(frames) + 1):
         if i == len(frames) or labels[i] != labels[start] or frames[i] != frames[i - 1] + 1:
             runs[labels[start]].append((int(frames[start]), int(frames[i - 1] - frames[start] + 1)))
             start = i
     return runs
+
+
+def _ethogram_rows(table: pd.DataFrame) -> int:
+    """Given the behavior table, return the ethogram's row count: one per individual or per label."""
+    if "individual" in table.columns:
+        return table["individual"].nunique()
+    return table["label_name"].nunique()
 
 
 def _binned_mean(values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -252,9 +289,9 @@ def build_qc_figure(keypoints_h5: Path, video_path: Path, *, likelihood_threshol
     header_lines = _header_lines(keypoints, video, Path(video_path), likelihood_threshold, behavior_problem)
     header_height = 0.45 + 0.22 * len(header_lines)
     top_height = max(3.6, 0.22 * len(keypoints.points) + 1.2)
-    behavior_height = (1.0 + 0.3 * len(set(behavior["label_name"]))) if behavior is not None else 0.0
+    behavior_height = (1.0 + 0.3 * _ethogram_rows(behavior)) if behavior is not None else 0.0
     show_frames = n_frames > 0
-    frames_height = 4.0 if (show_frames and video.frames) else (0.6 if show_frames else 0.0)
+    frames_height = _frames_height(video) if show_frames else 0.0
     # The ethogram shares the plots' subfigure so that its time axis lines up with the
     # likelihood plot above it.
     heights = [h for h in (header_height, top_height + behavior_height, frames_height) if h > 0]
@@ -263,7 +300,7 @@ def build_qc_figure(keypoints_h5: Path, video_path: Path, *, likelihood_threshol
     FigureCanvasAgg(fig)
     rows = fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
     row_iter = iter(rows)
-    colors = dict(zip(bodyparts, _colors(len(bodyparts))))
+    colors = dict(zip(bodyparts, _colors(len(bodyparts)), strict=True))
 
     header = next(row_iter)
     header.text(0.5, 0.97, f"QC: {Path(video_path).name}", ha="center", va="top", fontsize=15,
@@ -284,8 +321,17 @@ def build_qc_figure(keypoints_h5: Path, video_path: Path, *, likelihood_threshol
     _plot_under_threshold(ax_bars, keypoints, colors, likelihood_threshold)
 
     if show_frames:
-        _plot_frames(next(row_iter), keypoints, video, colors, likelihood_threshold, n_frames)
+        _plot_frames(next(row_iter), keypoints, video, colors, likelihood_threshold)
     return fig
+
+
+def _frames_height(video: _Video) -> float:
+    """Given the sample frames, return the inches their row needs: their aspect ratio at full width."""
+    if not video.frames:
+        return 0.6  # one line saying why there are none
+    height, width = video.frames[0][1].shape[:2]
+    per_frame_width = (FIGURE_WIDTH_IN - 0.5) / len(video.frames)
+    return min(3.6, per_frame_width * height / max(width, 1)) + 0.7  # + titles
 
 
 def _header_lines(keypoints: Keypoints, video: _Video, video_path: Path, threshold: float,
@@ -399,32 +445,46 @@ def _plot_under_threshold(ax, keypoints: Keypoints, colors: dict, threshold: flo
 
 
 def _plot_ethogram(ax, ax_shares, behavior: pd.DataFrame, scale: float, x_label: str) -> None:
-    """Plot the behavior labels over time, one row per label, and each label's share of frames."""
-    runs = _behavior_runs(behavior)
-    colors = _colors(len(runs))
-    for row, (label, spans) in enumerate(runs.items()):
-        ax.broken_barh([(start * scale, length * scale) for start, length in spans], (row - 0.4, 0.8),
-                       facecolors=colors[row])
-    ax.set_yticks(range(len(runs)), list(runs), fontsize=8)
-    ax.set_ylim(len(runs) - 0.5, -0.5)
+    """Plot the behavior labels over time and each label's share of frames.
+
+    One row per label for one animal; for several, one band per individual, colored by label.
+    """
+    colors = _label_colors(behavior)
+    labels = _label_order(behavior)
+    if "individual" in behavior.columns:
+        rows = list(dict.fromkeys(behavior["individual"]))
+        for row, individual in enumerate(rows):
+            for label, spans in _behavior_runs(behavior[behavior["individual"] == individual]).items():
+                ax.broken_barh([(start * scale, length * scale) for start, length in spans],
+                               (row - 0.4, 0.8), facecolors=colors[label])
+        handles = [Patch(facecolor=colors[label], label=label) for label in labels]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8,
+                  frameon=False, title="behavior", title_fontsize=8)
+    else:
+        rows = labels
+        for row, (label, spans) in enumerate(_behavior_runs(behavior).items()):
+            ax.broken_barh([(start * scale, length * scale) for start, length in spans],
+                           (row - 0.4, 0.8), facecolors=colors[label])
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlabel(x_label)
     ax.set_title("Behavior (ethogram)", loc="left", fontsize=11)
     ax.grid(axis="x", alpha=0.3)
 
-    total = sum(length for spans in runs.values() for _, length in spans) or 1
-    shares = [100 * sum(length for _, length in spans) / total for spans in runs.values()]
-    bars = ax_shares.barh(range(len(runs)), shares, color=colors, edgecolor="black", linewidth=0.3)
+    counts = behavior["label_name"].value_counts()
+    shares = [100 * counts.get(label, 0) / len(behavior) for label in labels]
+    bars = ax_shares.barh(range(len(labels)), shares, color=[colors[label] for label in labels],
+                          edgecolor="black", linewidth=0.3)
     ax_shares.bar_label(bars, labels=[f"{share:.0f}%" for share in shares], fontsize=7, padding=2)
-    ax_shares.set_yticks(range(len(runs)), list(runs), fontsize=8)
-    ax_shares.set_ylim(len(runs) - 0.5, -0.5)
+    ax_shares.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax_shares.set_ylim(len(labels) - 0.5, -0.5)
     ax_shares.set_xlim(0, 112)
-    ax_shares.set_xlabel("% of labelled frames")
+    ax_shares.set_xlabel("% of frames" + (" (all individuals)" if "individual" in behavior.columns else ""))
     ax_shares.set_title("Time per behavior", loc="left", fontsize=11)
     ax_shares.grid(axis="x", alpha=0.3)
 
 
-def _plot_frames(subfig, keypoints: Keypoints, video: _Video, colors: dict, threshold: float,
-                 n_frames: int) -> None:
+def _plot_frames(subfig, keypoints: Keypoints, video: _Video, colors: dict, threshold: float) -> None:
     """Show sample frames with their keypoints, or say why there are none."""
     if not video.frames:
         ax = subfig.subplots()
@@ -439,7 +499,7 @@ def _plot_frames(subfig, keypoints: Keypoints, video: _Video, colors: dict, thre
             f"{_MARKER_NAMES.get(MARKERS[i % len(MARKERS)], MARKERS[i % len(MARKERS)])} {individual}"
             for i, individual in enumerate(keypoints.individuals)) + ")"
     subfig.suptitle(caption, fontsize=10, x=0.01, ha="left")
-    for ax, (index, image) in zip(axes, video.frames):
+    for ax, (index, image) in zip(axes, video.frames, strict=True):
         ax.imshow(image)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -453,6 +513,9 @@ def _plot_frames(subfig, keypoints: Keypoints, video: _Video, colors: dict, thre
                 continue
             marker = MARKERS[keypoints.individuals.index(individual) % len(MARKERS)]
             good = np.isfinite(ls[j]) and ls[j] >= threshold
+            if not good:
+                # A white cross underneath keeps the colored one visible on any background.
+                ax.scatter(xs[j], ys[j], s=48, marker="x", color="white", linewidths=3.6, zorder=2)
             ax.scatter(xs[j], ys[j], s=40 if good else 48, marker=marker if good else "x",
                        color=colors[bodypart], edgecolors="white" if good else None,
                        linewidths=0.7 if good else 2.0, zorder=3)

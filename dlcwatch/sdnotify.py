@@ -88,7 +88,7 @@ class SystemdNotifier:
                     pass
                 self._socket = None
 
-    def __enter__(self) -> "SystemdNotifier":
+    def __enter__(self) -> SystemdNotifier:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -1,0 +1,105 @@
+"""The systemd unit: the settings the daemon relies on, and `systemd-analyze verify`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "dlcwatch.service"
+EXEC = "/opt/dlcwatch/venv/bin/dlcwatch"
+
+
+def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
+    """Given unit file text, return {section: {key: [values in order]}} (keys may repeat)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        key, _, value = line.partition("=")
+        assert current is not None, f"setting outside a section: {raw!r}"
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+@pytest.fixture(scope="module")
+def unit() -> dict[str, dict[str, list[str]]]:
+    return parse_unit(UNIT.read_text())
+
+
+@pytest.mark.parametrize("key, value", [
+    ("Type", "notify"),
+    ("NotifyAccess", "main"),
+    ("ExecStart", f"{EXEC} run --config /etc/dlcwatch/config.yaml"),
+    ("Restart", "on-failure"),
+    ("User", "dlcwatch"),
+    ("Group", "dlcwatch"),
+    ("NoNewPrivileges", "yes"),
+    ("ProtectSystem", "strict"),
+    ("PrivateTmp", "yes"),
+    ("ProtectHome", "read-only"),
+    ("KillSignal", "SIGTERM"),
+    ("TimeoutStopSec", "30"),
+    ("StateDirectory", "dlcwatch"),
+])
+def test_service_setting(unit, key, value):
+    assert unit["Service"][key] == [value]
+
+
+def test_watchdog_and_paths(unit):
+    (watchdog,) = unit["Service"]["WatchdogSec"]
+    assert re.fullmatch(r"\d+", watchdog) and 30 <= int(watchdog) <= 600
+    writable = " ".join(unit["Service"]["ReadWritePaths"]).split()
+    assert writable == ["/var/lib/dlcwatch", "/scratch/dlcwatch", "/data/dlcwatch-results"]
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+def verify(path: Path) -> tuple[int, list[str]]:
+    """Given a unit file, run systemd-analyze verify; return (exit code, output lines)."""
+    result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True,
+                            timeout=30)
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    return result.returncode, lines
+
+
+needs_systemd_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                                           reason="systemd-analyze is not installed (apt-get install systemd)")
+
+
+@needs_systemd_analyze
+def test_systemd_analyze_verify(tmp_path):
+    # verify refuses a unit whose ExecStart binary is missing, and /opt/dlcwatch exists only
+    # on the server; so check a copy that starts an existing binary with the same arguments.
+    # Unknown keys and bad values are mere warnings (exit code 0), hence: no output at all.
+    copy = tmp_path / "dlcwatch.service"
+    true = shutil.which("true")
+    copy.write_text(UNIT.read_text().replace(f"ExecStart={EXEC} ", f"ExecStart={true} "))
+    assert f"ExecStart={true} run --config" in copy.read_text()
+    code, lines = verify(copy)
+    assert code == 0 and lines == [], lines
+
+
+@needs_systemd_analyze
+def test_systemd_analyze_only_misses_the_binary_in_the_original(tmp_path):
+    copy = tmp_path / "dlcwatch.service"
+    shutil.copy(UNIT, copy)
+    code, lines = verify(copy)
+    assert lines and all(EXEC in line and "not executable" in line for line in lines), lines
+
+
+@needs_systemd_analyze
+def test_verify_check_catches_mistakes(tmp_path):
+    # The check above would fail on a typo: systemd-analyze prints warnings for it.
+    bad = tmp_path / "dlcwatch.service"
+    bad.write_text(UNIT.read_text().replace("WatchdogSec=", "WatchdogSecs=")
+                   .replace(f"ExecStart={EXEC} ", f"ExecStart={shutil.which('true')} "))
+    code, lines = verify(bad)
+    assert any("WatchdogSecs" in line for line in lines), lines
