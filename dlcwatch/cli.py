@@ -110,7 +110,7 @@ def command_run(args) -> int:
 
     config = _config(args)
     _setup_logging(config.daemon.log_level)
-    daemon = Daemon(config)
+    daemon = Daemon(config, config_path=find_config_path(args.config))
     try:
         return daemon.run(until_idle=args.until_idle)
     finally:

@@ -29,6 +29,7 @@ class Option:
     required: bool = False
     choices: tuple = ()
     minimum: float | None = None
+    secret: bool = False  # never echoed back in an error message
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,37 @@ SCHEMA = Section("dlcwatch configuration", {
                                    default=0.0, minimum=0),
         }),
     }),
+    "notify": Section("Messages to people when videos are done or need attention. Both channels are "
+                      "optional; a channel that fails is retried later and never stops the pipeline.", {
+        "batch_window_s": Option("float", "One 'done' message covers every video finished while work was "
+                                 "in flight; a message goes out at the latest this long after the first "
+                                 "unreported video finished.", default=3600.0, minimum=0),
+        "retry_interval_s": Option("float", "Wait before sending a failed notification again; doubles "
+                                   "with each try, up to six hours.", default=300.0, minimum=1),
+        "email": Section("Email through an SMTP server.", {
+            "enabled": Option("bool", "Send email.", default=False),
+            "host": Option("str", "SMTP server.", default="", example="smtp.example.edu"),
+            "port": Option("int", "SMTP port (587 for STARTTLS, 465 for SSL).", default=587, minimum=1),
+            "security": Option("choice", "Connection security.", default="starttls",
+                               choices=("starttls", "ssl", "none")),
+            "username": Option("str", "Login name; empty for no login.", default=""),
+            "password": Option("str", "Login password; better left empty and given in the environment "
+                               "variable named by password_env.", default="", secret=True),
+            "password_env": Option("str", "Environment variable holding the password.",
+                                   default="DLCWATCH_SMTP_PASSWORD"),
+            "sender": Option("str", "From address.", default="", example="dlcwatch@lab.example.edu"),
+            "recipients": Option("strings", "To addresses.", default=[], example=["pi@lab.example.edu"]),
+            "timeout_s": Option("float", "Give up on the server after this long.", default=20.0, minimum=1),
+        }),
+        "slack": Section("Slack through an incoming webhook.", {
+            "enabled": Option("bool", "Post to Slack.", default=False),
+            "webhook_url": Option("str", "Incoming webhook URL; it is a secret, better given in the "
+                                  "environment variable named by webhook_url_env.", default="", secret=True),
+            "webhook_url_env": Option("str", "Environment variable holding the webhook URL.",
+                                      default="DLCWATCH_SLACK_WEBHOOK"),
+            "timeout_s": Option("float", "Give up on Slack after this long.", default=10.0, minimum=1),
+        }),
+    }),
     "daemon": Section("The main loop.", {
         "tick_s": Option("float", "Seconds between cycles of scan, submit, poll and deliver.",
                          default=5.0, minimum=0.05),
@@ -181,6 +213,7 @@ def validate(data: Any, *, base_dir: Path, source: str = "config", check_paths: 
     config = _validate_section(SCHEMA, data, "", base_dir, problems)
     if check_paths:
         _check_paths(config, problems)
+    _check_notify(config, problems)
     if problems:
         raise ConfigError(source, problems)
     return config
@@ -220,6 +253,9 @@ def _validate_section(section: Section, data: Any, prefix: str, base_dir: Path, 
 
 def _validate_option(spec: Option, value: Any, given: bool, where: str, base_dir: Path,
                      problems: list[str]) -> Any:
+    if spec.secret and given and value is not None and not isinstance(value, str):
+        problems.append(f"{where}: expected a string (value not shown: it is a secret)")
+        return spec.default
     if not given or value is None:
         if spec.required:
             example = f" (e.g. {spec.example})" if spec.example is not None else ""
@@ -273,6 +309,23 @@ def _check_paths(config: Node, problems: list[str]) -> None:
     python = config.executor.local.python
     if isinstance(python, str) and python and not os.access(python, os.X_OK):
         problems.append(f"executor.local.python: {python} is not an executable")
+
+
+def _check_notify(config: Node, problems: list[str]) -> None:
+    """An enabled channel must be able to send; say what is missing, never what a secret is."""
+    email, slack = config.notify.email, config.notify.slack
+    if email.enabled:
+        for key in ("host", "sender"):
+            if not email[key]:
+                problems.append(f"notify.email.{key}: required when email is enabled")
+        if not email.recipients:
+            problems.append("notify.email.recipients: required when email is enabled (a list of addresses)")
+        if email.username and not (email.password or os.environ.get(email.password_env or "")):
+            problems.append(f"notify.email.password: a username is set but no password: set the environment "
+                            f"variable {email.password_env} or notify.email.password")
+    if slack.enabled and not (slack.webhook_url or os.environ.get(slack.webhook_url_env or "")):
+        problems.append(f"notify.slack.webhook_url: required when Slack is enabled: set the environment "
+                        f"variable {slack.webhook_url_env} or notify.slack.webhook_url")
 
 
 def _describe(value: Any) -> str:

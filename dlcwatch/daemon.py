@@ -16,8 +16,11 @@ from pathlib import Path
 from dlcwatch import delivery
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
 from dlcwatch.executors.base import Submission
+from dlcwatch.config import ConfigError, load_config
 from dlcwatch.intake import Intake
 from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, read_result, write_json_atomic
+from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
+from dlcwatch.sdnotify import SystemdNotifier
 from dlcwatch.states import JobState, VideoState
 from dlcwatch.store import Job, Store, Video
 from dlcwatch.watcher import FileEvents
@@ -33,27 +36,35 @@ class Daemon:
     """Given a validated config, own the store, the intake and the executor, and run the loop."""
 
     def __init__(self, config, *, store: Store | None = None, executor: Executor | None = None,
-                 watch_events: bool = True):
+                 watch_events: bool = True, config_path: str | Path | None = None):
         self.config = config
+        self.config_path = config_path
         self.store = store or Store(config.state.database)
         self.jobs_dir = Path(config.staging.dir) / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         Path(config.output.root).mkdir(parents=True, exist_ok=True)
-        self.events = FileEvents() if watch_events else None
+        self.watch_events = watch_events
+        self.events: FileEvents | None = None
+        self.intake = self._make_intake(config)
+        self.executor = executor or make_executor(config)
+        self.sender: Sender | None = None
+        self.systemd = SystemdNotifier()
+        self.stop_requested = False
+        self.reload_requested = False
+
+    def _make_intake(self, config) -> Intake:
+        self.events = FileEvents() if self.watch_events else None
         skip = tuple(str(Path(p).absolute()) for p in (config.output.root, config.staging.dir,
                                                        Path(config.state.database).parent))
-        self.intake = Intake(config.watch, self.store, events=self.events, skip_dirs=skip)
-        self.executor = executor or make_executor(config)
-        self.stop_requested = False
+        return Intake(config.watch, self.store, events=self.events, skip_dirs=skip)
 
     # ------------------------------------------------------------------ life cycle
 
     def start(self, now: float | None = None) -> None:
         """Begin watching and repair what an interrupted run left half done."""
         now = time.time() if now is None else now
-        if self.events is not None:
-            for problem in self.events.start(self.intake.watched_roots()):
-                log.warning("%s", problem)
+        self._start_watching()
+        self._start_sender()
         for video in self.store.videos([S.DELIVERING]):
             self.store.set_video_state(video.id, S.ANALYZED, "delivery was interrupted; delivering again",
                                        now=now)
@@ -63,37 +74,100 @@ class Daemon:
             for video in self._job_videos(job, [S.SUBMITTED]):
                 self._retry_or_fail(video, "interrupted before submission", now, count_attempt=False)
 
+    def _start_watching(self) -> None:
+        if self.events is not None:
+            for problem in self.events.start(self.intake.watched_roots()):
+                log.warning("%s", problem)
+
+    def _start_sender(self) -> None:
+        if enabled_channels(self.config.notify):
+            self.sender = Sender(self.config.state.database, self.config.notify)
+            self.sender.start()
+
     def close(self) -> None:
         if self.events is not None:
             self.events.stop()
+        if self.sender is not None:
+            self.sender.stop()
         self.executor.close()
+        self.systemd.close()
         self.store.close()
+
+    def reload(self) -> bool:
+        """Read the config file again; keep the running config if the new one is invalid."""
+        self.reload_requested = False
+        if self.config_path is None:
+            return False
+        self.systemd.reloading()
+        try:
+            new = load_config(self.config_path)
+            if new.state.database != self.config.state.database:
+                raise ConfigError(str(self.config_path), ["state.database: cannot change while running; "
+                                                          "restart the service instead"])
+            if new.executor.kind != self.config.executor.kind:
+                raise ConfigError(str(self.config_path), ["executor.kind: cannot change while running; "
+                                                          "restart the service instead"])
+        except ConfigError as error:
+            log.error("configuration not reloaded, keeping the running one: %s", error)
+            self.systemd.ready(self._summary())
+            return False
+        if self.events is not None:
+            self.events.stop()
+        if self.sender is not None:
+            self.sender.stop()
+        self.config = new
+        self.intake = self._make_intake(new)
+        self.executor.reconfigure(new)
+        self._start_watching()
+        self._start_sender()
+        log.info("configuration reloaded from %s", self.config_path)
+        self.systemd.ready(self._summary())
+        return True
+
+    def _summary(self) -> str:
+        counts = self.store.counts()
+        return ", ".join(f"{counts[state.value]} {state.value}" for state in VideoState
+                         if counts.get(state.value)) or "no videos yet"
 
     def run(self, *, until_idle: bool = False, clock=time.time, sleep=time.sleep) -> int:
         """Tick until asked to stop (SIGTERM, SIGINT) or, with until_idle, until nothing is pending."""
         self._install_signal_handlers()
         self.start(clock())
-        tick_s = self.config.daemon.tick_s
+        self.systemd.ready(self._summary())
         while not self.stop_requested:
             started = time.monotonic()
+            if self.reload_requested:
+                self.reload()
             self.tick(clock())
-            if until_idle and self.idle():
+            # Pinged from the loop itself, so systemd restarts a daemon whose loop hangs.
+            self.systemd.watchdog()
+            self.systemd.status(self._summary())
+            if until_idle and self.idle() and not self._notifications_pending():
                 log.info("nothing pending or in flight; exiting")
                 break
-            remaining = tick_s - (time.monotonic() - started)
-            while remaining > 0 and not self.stop_requested:
+            remaining = self.config.daemon.tick_s - (time.monotonic() - started)
+            while remaining > 0 and not self.stop_requested and not self.reload_requested:
                 sleep(min(remaining, 0.2))
                 remaining -= 0.2
+        self.systemd.stopping()
         if self.stop_requested:
             log.info("stopping; running jobs keep running and are picked up on the next start")
         return 0
+
+    def _notifications_pending(self) -> bool:
+        """True while a message queued in this run still waits for its first try."""
+        return self.sender is not None and any(item.attempts == 0 for item in self.store.pending_messages())
 
     def _install_signal_handlers(self) -> None:
         def request_stop(signal_number, frame):  # only sets a flag: the loop finishes its transition
             self.stop_requested = True
 
+        def request_reload(signal_number, frame):
+            self.reload_requested = True
+
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGHUP, request_reload)
 
     def idle(self) -> bool:
         counts = self.store.counts()
@@ -104,6 +178,7 @@ class Daemon:
         self.poll(now)
         self.deliver(now)
         self.submit(now)
+        queue_notifications(self.store, self.config.notify, busy=not self.idle(), now=now)
 
     # ------------------------------------------------------------------ submit
 

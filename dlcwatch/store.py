@@ -93,11 +93,30 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX events_job ON events(job_id);
         """,
     ),
+    (
+        "0002_notifications",
+        """
+        ALTER TABLE videos ADD COLUMN reported REAL;  -- when a 'done' message covered it
+        ALTER TABLE videos ADD COLUMN alerted REAL;   -- when an alert about it was queued
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            created REAL NOT NULL,
+            message TEXT NOT NULL,             -- JSON of a notify.Message
+            channels TEXT NOT NULL,            -- JSON list of channels still to send to
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_try REAL NOT NULL,
+            last_error TEXT NOT NULL DEFAULT '',
+            sent REAL
+        );
+        CREATE INDEX outbox_pending ON outbox(sent, next_try);
+        """,
+    ),
 ]
 
 VIDEO_FIELDS = frozenset({
     "reason", "size", "mtime_ns", "stable_since", "sha256", "frames", "fps", "duration",
-    "codec", "width", "height", "duplicate_of", "job_id", "attempts", "not_before", "output_dir",
+    "codec", "width", "height", "duplicate_of", "job_id", "attempts", "not_before", "output_dir", "reported",
+    "alerted",
 })
 JOB_FIELDS = frozenset({"executor_job_id", "reason", "started", "ended", "spec_path", "result_path", "log_path",
                         "resources"})
@@ -132,6 +151,8 @@ class Video:
     output_dir: str | None
     created: float
     updated: float
+    reported: float | None = None
+    alerted: float | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Video":
@@ -176,6 +197,18 @@ class Event:
     message: str
 
 
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    created: float
+    message: dict
+    channels: list[str]
+    attempts: int
+    next_try: float
+    last_error: str
+    sent: float | None
+
+
 class Store:
     """Given a database path, open (and migrate) the state database."""
 
@@ -195,7 +228,14 @@ class Store:
         self._db.row_factory = sqlite3.Row
         self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._db.execute("PRAGMA foreign_keys = ON")
-        if not read_only:
+        if read_only:
+            try:
+                known = self._db.execute("SELECT name FROM sqlite_master WHERE name = 'videos'").fetchone()
+            except sqlite3.DatabaseError as error:
+                raise StoreError(f"{self.path} is not a dlcwatch state database: {error}") from error
+            if known is None:
+                raise StoreError(f"state database {self.path} is not set up yet (is the daemon starting?)")
+        else:
             self._db.execute("PRAGMA journal_mode = WAL")
             # WAL with synchronous=NORMAL cannot corrupt; at worst it loses the last commit on
             # power loss, which the rescan and the result files recover.
@@ -438,6 +478,56 @@ class Store:
             _update(db, "jobs", job_id, fields, now)
             self._event(db, now, message, job_id=job_id, old=old.value, new=new.value)
         return self.job(job_id)
+
+
+    # ------------------------------------------------------------------ notifications
+
+    def unreported(self, states: Iterable[VideoState], column: str) -> list[Video]:
+        if column not in ("reported", "alerted"):
+            raise ValueError(column)
+        states = [VideoState(s).value for s in states]
+        rows = self._db.execute(f"SELECT * FROM videos WHERE {column} IS NULL AND state IN "
+                                f"({','.join('?' * len(states))}) ORDER BY updated, id", states)
+        return [Video.from_row(row) for row in rows]
+
+    def queue_message(self, message: dict, channels: list[str], *, mark: str, video_ids: list[int],
+                      now: float | None = None) -> int:
+        """Put a message in the outbox and mark its videos as covered, in one transaction."""
+        if mark not in ("reported", "alerted"):
+            raise ValueError(mark)
+        now = _now(now)
+        with self.transaction() as db:
+            cursor = db.execute("INSERT INTO outbox (created, message, channels, next_try) VALUES (?, ?, ?, ?)",
+                                (now, json.dumps(message), json.dumps(channels), now))
+            db.executemany(f"UPDATE videos SET {mark} = ? WHERE id = ?", [(now, i) for i in video_ids])
+        return cursor.lastrowid
+
+    def due_messages(self, now: float) -> list[OutboxItem]:
+        rows = self._db.execute("SELECT * FROM outbox WHERE sent IS NULL AND next_try <= ? ORDER BY id", (now,))
+        return [_outbox_item(row) for row in rows]
+
+    def pending_messages(self) -> list[OutboxItem]:
+        return [_outbox_item(row) for row in self._db.execute("SELECT * FROM outbox WHERE sent IS NULL ORDER BY id")]
+
+    def record_sending(self, item_id: int, failed: dict[str, str], next_try: float, *,
+                       now: float | None = None) -> None:
+        """Given the channels that failed (with their scrubbed errors), update an outbox row."""
+        now = _now(now)
+        with self.transaction() as db:
+            if failed:
+                db.execute("UPDATE outbox SET channels = ?, attempts = attempts + 1, next_try = ?, last_error = ?"
+                           " WHERE id = ?", (json.dumps(sorted(failed)), next_try,
+                                             "; ".join(f"{k}: {v}" for k, v in sorted(failed.items())), item_id))
+            else:
+                db.execute("UPDATE outbox SET channels = '[]', attempts = attempts + 1, sent = ?, last_error = ''"
+                           " WHERE id = ?", (now, item_id))
+
+
+def _outbox_item(row: sqlite3.Row) -> OutboxItem:
+    values = dict(row)
+    values["message"] = json.loads(values["message"])
+    values["channels"] = json.loads(values["channels"])
+    return OutboxItem(**values)
 
 
 def _now(now: float | None) -> float:

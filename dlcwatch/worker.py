@@ -135,6 +135,7 @@ def analyze_one(deeplabcut, model: analysis.Model, spec: dict, video: dict, work
             analysis.filter_predictions(deeplabcut, model, staged, output, filtering["type"],
                                         filtering["window_length"])
             outputs = analysis.find_outputs(output, staged.stem)
+        outputs.update(_quality_picture(staged, outputs["keypoints_h5"], output))
         if spec.get("copy_videos"):
             staged.unlink()
         log.info("video %s: %d frames analyzed in %.1f s", video["id"], rows, time.monotonic() - started)
@@ -146,6 +147,17 @@ def analyze_one(deeplabcut, model: analysis.Model, spec: dict, video: dict, work
     except Exception as error:  # noqa: BLE001 - any other failure is this attempt's, not the video's
         log.error("video %s: attempt failed:\n%s", video["id"], traceback.format_exc())
         return {"status": ERROR, "message": f"{type(error).__name__}: {error}", "seconds": analysis.elapsed(started)}
+
+
+def _quality_picture(staged: Path, keypoints: Path, output: Path) -> dict[str, Path]:
+    """Draw the QC picture; a failure here is logged and costs the picture, never the keypoints."""
+    try:
+        from dlcwatch.qc import make_qc_png
+
+        return {"qc_png": make_qc_png(keypoints, staged, output / f"{staged.stem}_qc.png")}
+    except Exception:  # noqa: BLE001
+        log.warning("could not draw the QC picture:\n%s", traceback.format_exc())
+        return {}
 
 
 def _looks_like_bad_video(error: Exception) -> bool:

@@ -48,7 +48,9 @@ def test_worker_analyzes_checks_frames_and_reports_each_video(tiny_model, tmp_pa
     first, second, third = (result["videos"][key] for key in ("1", "2", "3"))
     assert first["status"] == OK and first["frames"] == 40
     assert set(first["outputs"]) == {"keypoints_h5", "keypoints_csv", "keypoints_filtered_h5",
-                                     "keypoints_filtered_csv"}
+                                     "keypoints_filtered_csv", "qc_png"}
+    with open(first["outputs"]["qc_png"], "rb") as picture:
+        assert picture.read(8) == b"\x89PNG\r\n\x1a\n"
     assert len(pd.read_hdf(first["outputs"]["keypoints_h5"])) == 40
     assert not stale.exists()
     assert second["status"] == BAD_VIDEO and "30 rows but ffprobe counted 31" in second["message"]

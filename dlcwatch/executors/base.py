@@ -68,5 +68,8 @@ class Executor(Protocol):
     def cancel(self, job: Job) -> None:
         """Stop a job. Raise ExecutorError."""
 
+    def reconfigure(self, config) -> None:
+        """Given a reloaded config of the same executor kind, take its new settings."""
+
     def close(self) -> None:
         """Release what the executor holds; running jobs keep running."""

@@ -38,6 +38,13 @@ class LocalExecutor:
         self._children: dict[str, subprocess.Popen] = {}
         self._killed: dict[str, Outcome] = {}
 
+    def reconfigure(self, config) -> None:
+        """Take new limits from a reloaded config; running jobs are not touched."""
+        settings = config.executor.local
+        self.max_parallel = settings.max_parallel
+        self.python = settings.python or sys.executable
+        self.time_limit_s = settings.time_limit_s
+
     def slots(self, active_jobs: int) -> int:
         return max(0, self.max_parallel - active_jobs)
 

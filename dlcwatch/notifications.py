@@ -1,0 +1,146 @@
+"""What the daemon tells people, and when.
+
+The daemon's tick only *queues* messages in the database's outbox (cheap, in its transaction
+with the videos it covers). A sender thread with its own connection sends them; a channel that
+fails is tried again later with backoff. So a slow or dead mail server never slows the pipeline,
+and nothing queued is lost across restarts.
+
+- alert: a video needs a person (quarantined, or failed after its retries) — sent at once.
+- batch_done: everything that finished while work was in flight, once the pipeline is idle (or
+  at the latest `batch_window_s` after the first of them finished).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from dlcwatch.notify import CHANNELS, Message, send_all
+from dlcwatch.states import VideoState
+from dlcwatch.store import Store, Video
+
+log = logging.getLogger("dlcwatch.notifications")
+
+S = VideoState
+NEEDS_A_PERSON = (S.FAILED, S.QUARANTINED)
+FINISHED = (S.DONE, S.FAILED, S.QUARANTINED, S.DUPLICATE, S.MISSING)
+MAX_RETRY_S = 6 * 3600
+MAX_ATTACHMENTS = 5
+
+
+def enabled_channels(settings) -> list[str]:
+    return [channel for channel in CHANNELS if settings[channel]["enabled"]]
+
+
+def queue_notifications(store: Store, settings, *, busy: bool, now: float) -> None:
+    """Given the store and the notify settings, queue the alerts and batch messages now due."""
+    channels = enabled_channels(settings)
+    if not channels:
+        return
+    attention = store.unreported(NEEDS_A_PERSON, "alerted")
+    if attention:
+        store.queue_message(alert_message(attention).to_dict(), channels, mark="alerted",
+                            video_ids=[video.id for video in attention], now=now)
+    finished = store.unreported(FINISHED, "reported")
+    if finished and (not busy or now - min(video.updated for video in finished) >= settings.batch_window_s):
+        store.queue_message(batch_message(finished).to_dict(), channels, mark="reported",
+                            video_ids=[video.id for video in finished], now=now)
+
+
+def alert_message(videos: list[Video]) -> Message:
+    """Given videos that need a person, return one alert about all of them."""
+    title = (f"{len(videos)} videos need attention" if len(videos) > 1
+             else f"{Path(videos[0].path).name} needs attention")
+    return Message(
+        kind="alert", title=title,
+        summary="These videos were not analyzed. Fix the cause, then run `dlcwatch retry VIDEO`.",
+        lines=[f"{Path(video.path).name} ({video.state.value}): {video.reason}" for video in videos],
+        fields={"videos": str(len(videos))})
+
+
+def batch_message(videos: list[Video]) -> Message:
+    """Given videos that finished, return the 'batch done' summary."""
+    by_state: dict[str, list[Video]] = {}
+    for video in videos:
+        by_state.setdefault(video.state.value, []).append(video)
+    done = by_state.get(S.DONE.value, [])
+    frames = sum(video.frames or 0 for video in done)
+    wall = max(video.updated for video in videos) - min(video.created for video in videos)
+    folders = sorted({str(Path(video.output_dir).parent) for video in done if video.output_dir})
+    summary = f"{len(done)} of {len(videos)} video(s) analyzed and delivered ({frames:,} frames)."
+    if folders:
+        summary += f" Results are in {folders[0]}" + (f" and {len(folders) - 1} other folder(s)." if len(folders) > 1
+                                                       else ".")
+    lines = [f"{Path(video.path).name} ({video.state.value}): {video.reason}"
+             for video in videos if video.state is not S.DONE]
+    lines += [f"{Path(video.path).name}: done" for video in done]
+    attachments = []
+    for video in done:
+        if video.output_dir and len(attachments) < MAX_ATTACHMENTS:
+            attachments += sorted(Path(video.output_dir).glob("*_qc.png"))[:1]
+    fields = {state: str(len(items)) for state, items in by_state.items()}
+    fields.update({"frames": f"{frames:,}", "wall time": _duration(wall)})
+    failures = len(videos) - len(done)
+    title = f"{len(done)} video(s) done" + (f", {failures} not analyzed" if failures else "")
+    return Message(kind="batch_done", title=title, summary=summary, lines=lines, fields=fields,
+                   attachments=attachments)
+
+
+class Sender:
+    """A thread that sends what the outbox holds, with its own database connection."""
+
+    def __init__(self, database: str | Path, settings, *, interval_s: float = 1.0):
+        self.database = database
+        self.settings = settings
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="dlcwatch-notify", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop after the message in hand; what is left stays in the outbox for the next start."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        store = Store(self.database)
+        try:
+            while not self._stop.is_set():
+                try:
+                    send_due(store, self.settings, now=time.time(), stop=self._stop)
+                except Exception:  # noqa: BLE001 - the sender must outlive any bug in one message
+                    log.exception("notification sender failed; trying again")
+                self._stop.wait(self.interval_s)
+        finally:
+            store.close()
+
+
+def send_due(store: Store, settings, *, now: float, stop: threading.Event | None = None) -> None:
+    """Send every outbox message that is due, to the channels it still lacks."""
+    for item in store.due_messages(now):
+        if stop is not None and stop.is_set():
+            return
+        message = Message.from_dict(item.message)
+        channel_settings = {channel: dict(settings[channel], enabled=channel in item.channels)
+                            for channel in CHANNELS}
+        results = send_all(message, channel_settings)
+        failed = {channel: error for channel, error in results.items() if error}
+        delay = min(MAX_RETRY_S, settings.retry_interval_s * 2 ** item.attempts)
+        store.record_sending(item.id, failed, now + delay, now=now)
+        if failed:
+            log.warning("notification %d (%s) not sent to %s; trying again in %.0f s", item.id, message.title,
+                        ", ".join(sorted(failed)), delay)
+        else:
+            log.info("notification %d sent: %s", item.id, message.title)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"

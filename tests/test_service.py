@@ -1,0 +1,170 @@
+"""The daemon as a service: notifications through real loopback servers, systemd's notify
+socket, SIGHUP reloads. No DeepLabCut needed: the videos here never reach a job."""
+
+import email
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from servers import http_server, smtp_server
+
+from conftest import write_config
+from dlcwatch.config import load_config
+from dlcwatch.daemon import Daemon
+from dlcwatch.notifications import queue_notifications, send_due
+from dlcwatch.states import VideoState as S
+from dlcwatch.store import Store
+
+WEBHOOK_PATH = "/services/TSECRET/BSECRET/tokenSECRET123"
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+def notify_config(tmp_path, smtp_port, webhook_url, **extra):
+    fake_model = tmp_path / "model" / "config.yaml"
+    fake_model.parent.mkdir(exist_ok=True)
+    fake_model.write_text("Task: none\n")
+    notify = {"batch_window_s": 3600.0, "retry_interval_s": 1.0,
+              "email": {"enabled": True, "host": "127.0.0.1", "port": smtp_port, "security": "none",
+                        "sender": "dlcwatch@lab.test", "recipients": ["pi@lab.test", "student@lab.test"],
+                        "timeout_s": 5.0},
+              "slack": {"enabled": True, "webhook_url_env": "TEST_DLCWATCH_WEBHOOK", "timeout_s": 2.0}}
+    os.environ["TEST_DLCWATCH_WEBHOOK"] = webhook_url
+    return write_config(tmp_path, fake_model, watch={"settle_s": 0.1, "rescan_interval_s": 0.2}, notify=notify,
+                        **extra)
+
+
+def add_video(store, name, state, reason="", **fields):
+    video = store.add_video(f"/v/{name}", "/v", name, size=1, mtime_ns=1, now=10.0)
+    path = {S.DONE: [S.QUEUED, S.SUBMITTED, S.RUNNING, S.ANALYZED, S.DELIVERING, S.DONE],
+            S.QUARANTINED: [S.QUARANTINED], S.QUEUED: [S.QUEUED]}[state]
+    for step in path:
+        store.set_video_state(video.id, step, reason or str(step), now=20.0,
+                              **(fields if step is S.DONE else {}))
+    return video
+
+
+def test_alerts_at_once_batches_when_idle_and_a_failed_channel_is_retried(tmp_path, caplog):
+    with smtp_server() as smtp, http_server(status=500, body=b"server_error") as slack:
+        config = load_config(notify_config(tmp_path, smtp.port, slack.url(WEBHOOK_PATH)))
+        store = Store(config.state.database)
+        add_video(store, "good.mp4", S.DONE, frames=900, output_dir=str(tmp_path / "results" / "good"))
+        add_video(store, "broken.mp4", S.QUARANTINED, "quarantined: not a readable video")
+        waiting = add_video(store, "next.mp4", S.QUEUED)
+
+        queue_notifications(store, config.notify, busy=True, now=30.0)
+        [alert] = store.pending_messages()  # the alert goes out at once; the batch waits
+        assert alert.message["kind"] == "alert" and "broken.mp4" in alert.message["lines"][0]
+        queue_notifications(store, config.notify, busy=True, now=31.0)
+        assert len(store.pending_messages()) == 1  # never the same alert twice
+
+        send_due(store, config.notify, now=32.0)
+        assert len(smtp.messages) == 1
+        assert smtp.messages[0].recipients == ["pi@lab.test", "student@lab.test"]
+        [item] = store.pending_messages()  # Slack answered 500: only Slack is left to do
+        assert item.channels == ["slack"] and "500" in item.last_error
+        assert "SECRET" not in item.last_error
+        send_due(store, config.notify, now=32.5)  # not due yet: backoff
+        assert len(slack.requests) == 1
+        send_due(store, config.notify, now=40.0)
+        assert len(slack.requests) == 2 and len(smtp.messages) == 1  # email is not sent twice
+
+        store.set_video_state(waiting.id, S.MISSING, "deleted", now=50.0)
+        queue_notifications(store, config.notify, busy=False, now=51.0)
+        batch = [i for i in store.pending_messages() if i.message["kind"] == "batch_done"]
+        assert len(batch) == 1
+        message = batch[0].message
+        assert message["title"] == "1 video(s) done, 2 not analyzed"
+        assert "900 frames" in message["summary"] and str(tmp_path / "results") in message["summary"]
+        assert all("SECRET" not in record.getMessage() for record in caplog.records)
+
+
+def test_batch_goes_out_while_busy_once_the_window_passed(tmp_path):
+    with smtp_server() as smtp, http_server() as slack:
+        config = load_config(notify_config(tmp_path, smtp.port, slack.url(WEBHOOK_PATH),
+                                           ))
+        config.notify["batch_window_s"] = 100.0
+        store = Store(config.state.database)
+        add_video(store, "a.mp4", S.DONE, frames=10)
+        queue_notifications(store, config.notify, busy=True, now=60.0)
+        assert store.pending_messages() == []
+        queue_notifications(store, config.notify, busy=True, now=125.0)
+        assert [i.message["kind"] for i in store.pending_messages()] == ["batch_done"]
+
+
+def test_the_daemon_sends_mail_and_slack_about_a_bad_video(tmp_path):
+    with smtp_server() as smtp, http_server() as slack:
+        config_path = notify_config(tmp_path, smtp.port, slack.url(WEBHOOK_PATH))
+        (tmp_path / "videos" / "notes.mp4").write_text("not a video\n")
+        daemon = Daemon(load_config(config_path), watch_events=False)
+        try:
+            assert daemon.run(until_idle=True) == 0
+        finally:
+            daemon.close()
+        subjects = sorted(email.message_from_bytes(mail.data)["Subject"] for mail in smtp.messages)
+        assert subjects == ["[dlcwatch] 0 video(s) done, 1 not analyzed", "[dlcwatch] notes.mp4 needs attention"]
+        posted = [request.json() for request in slack.requests]
+        assert len(posted) == 2 and all(request.path == WEBHOOK_PATH for request in slack.requests)
+        assert any("not a readable video" in str(body["blocks"]) for body in posted)
+
+
+def test_systemd_hears_ready_watchdog_status_and_stopping(tmp_path, monkeypatch, lab):
+    address = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(5)
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    daemon = Daemon(lab, watch_events=False)
+    try:
+        daemon.run(until_idle=True)
+    finally:
+        daemon.close()
+    received = []
+    listener.settimeout(0.5)
+    try:
+        while True:
+            received.extend(listener.recv(4096).decode().splitlines())
+    except socket.timeout:
+        pass
+    assert received[0] == "READY=1"
+    assert "WATCHDOG=1" in received and any(line.startswith("STATUS=") for line in received)
+    assert received[-1] == "STOPPING=1"
+
+
+def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise(tmp_path, lab):
+    config_path = tmp_path / "config.yaml"
+    daemon = subprocess.Popen([sys.executable, "-m", "dlcwatch", "run", "--config", str(config_path)],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        good = yaml.safe_load(config_path.read_text())
+        config_path.write_text("watch: {roots: []}\n")  # invalid: no root, no output, no model
+        daemon.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        good["watch"]["settle_s"] = 7.0
+        config_path.write_text(yaml.safe_dump(good))
+        daemon.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert daemon.poll() is None, "the daemon must survive a bad reload"
+        daemon.send_signal(signal.SIGTERM)
+        _, errors = daemon.communicate(timeout=20)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert daemon.returncode == 0
+    assert "configuration not reloaded, keeping the running one" in errors
+    assert "watch.roots: needs at least 1 entry" in errors
+    assert f"configuration reloaded from {config_path}" in errors
