@@ -126,7 +126,7 @@ def find_outputs(destination: Path, stem: str) -> dict[str, Path]:
     outputs = {}
     for path in sorted(destination.iterdir()):
         name = path.name
-        if not name.startswith(stem) or name.startswith("."):
+        if not name.startswith(stem + "DLC"):  # keypoint files carry the scorer, "DLC_…"
             continue
         filtered = name.endswith(("_filtered.h5", "_filtered.csv"))
         if name.endswith(".h5"):

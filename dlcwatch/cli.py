@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--setup-only", action="store_true", help="build the example but do not run it")
     demo.add_argument("--videos", type=int, default=3, metavar="N", help="synthetic videos to make (default 3)")
     demo.set_defaults(func=command_demo)
+
+    from dlcwatch.behavior.cli import register as register_behavior
+
+    register_behavior(commands)
     return parser
 
 

@@ -107,6 +107,12 @@ SCHEMA = Section("dlcwatch configuration", {
             "window_length": Option("int", "Window length in frames (odd).", default=5, minimum=1),
         }),
     }),
+    "behavior": Section("Behavior labels for every frame (B-SOiD features + classifier), computed in the "
+                        "job right after the keypoints are verified.", {
+        "model": Option("path", "A model made by `dlcwatch behavior train` (or imported from B-SOiD with "
+                        "`dlcwatch behavior import-bsoid`); empty: no behavior labels.", default="",
+                        example="/data/models/openfield-behavior.joblib"),
+    }),
     "executor": Section("Where jobs run.", {
         "kind": Option("choice", "'local' runs jobs as processes on this machine.", default="local",
                        choices=("local",)),
@@ -306,6 +312,10 @@ def _check_paths(config: Node, problems: list[str]) -> None:
     if isinstance(model_config, str) and not Path(model_config).is_file():
         problems.append(f"model.config: {model_config} does not exist; point it at the DeepLabCut "
                         "project's config.yaml")
+    behavior_model = config.behavior.model
+    if isinstance(behavior_model, str) and behavior_model and not Path(behavior_model).is_file():
+        problems.append(f"behavior.model: {behavior_model} does not exist; train one with "
+                        "`dlcwatch behavior train` or leave it empty")
     python = config.executor.local.python
     if isinstance(python, str) and python and not os.access(python, os.X_OK):
         problems.append(f"executor.local.python: {python} is not an executable")

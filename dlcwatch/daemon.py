@@ -204,7 +204,9 @@ class Daemon:
             "model": {"config": model.config, "shuffle": model.shuffle, "trainingsetindex": model.trainingsetindex,
                       "batch_size": model.batch_size, "device": model.device},
             "filter": dict(model.filter), "copy_videos": self.config.staging.copy_videos,
-            "videos": [{"id": video.id, "path": video.path, "frames": video.frames} for video in videos],
+            "behavior_model": self.config.behavior.model or None,
+            "videos": [{"id": video.id, "path": video.path, "frames": video.frames, "fps": video.fps}
+                       for video in videos],
         }
         write_json_atomic(spec_path, spec)
         self.store.update_job(job.id, spec_path=str(spec_path), result_path=str(result_path),
@@ -254,8 +256,10 @@ class Daemon:
             entry = entries.get(str(video.id))
             outcome = entry.get("status") if entry else None
             if outcome == OK:
+                note = f"; no behavior labels: {entry['behavior_error']}" if entry.get("behavior_error") else ""
                 self.store.set_video_state(video.id, S.ANALYZED, f"analyzed in job {job.id}: {entry['frames']} "
-                                           f"frames in {entry.get('seconds', 0):.1f} s", now=now, not_before=None)
+                                           f"frames in {entry.get('seconds', 0):.1f} s{note}", now=now,
+                                           not_before=None)
             elif outcome == BAD_VIDEO:
                 self.store.set_video_state(video.id, S.QUARANTINED, f"quarantined: {entry['message']}; fix or "
                                            "replace the file, then run `dlcwatch retry`", now=now)
@@ -330,7 +334,9 @@ class Daemon:
                                        not_before=now + delay)
             log.error("video %d: delivery failed: %s", video.id, error)
             return
-        self.store.set_video_state(video.id, S.DONE, f"delivered to {folder}", now=now, output_dir=str(folder),
-                                   not_before=None)
+        note = f" (keypoints only; behavior labels failed: {entry['behavior_error']})" \
+            if entry.get("behavior_error") else ""
+        self.store.set_video_state(video.id, S.DONE, f"delivered to {folder}{note}", now=now,
+                                   output_dir=str(folder), not_before=None)
         log.info("video %d: done: %s", video.id, folder)
         shutil.rmtree(Path(job.spec_path).parent / f"video{video.id}", ignore_errors=True)

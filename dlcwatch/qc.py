@@ -265,8 +265,11 @@ def _colors(n: int) -> list:
 
 
 def build_qc_figure(keypoints_h5: Path, video_path: Path, *, likelihood_threshold: float = 0.6,
-                    behavior_csv: Path | None = None, n_frames: int = 4) -> Figure:
+                    behavior_csv: Path | None = None, n_frames: int = 4, title: str | None = None) -> Figure:
     """Given a keypoint file, its video and options, return the QC figure (not yet saved).
+
+    `title` names the video in the heading (default: the video's file name); jobs analyze a
+    renamed copy, and a person wants to see the original name.
 
     Raise FileNotFoundError or ValueError for a missing or malformed keypoint file and
     ValueError for a threshold outside [0, 1] or a negative n_frames. Problems with the
@@ -303,7 +306,7 @@ def build_qc_figure(keypoints_h5: Path, video_path: Path, *, likelihood_threshol
     colors = dict(zip(bodyparts, _colors(len(bodyparts)), strict=True))
 
     header = next(row_iter)
-    header.text(0.5, 0.97, f"QC: {Path(video_path).name}", ha="center", va="top", fontsize=15,
+    header.text(0.5, 0.97, f"QC: {title or Path(video_path).name}", ha="center", va="top", fontsize=15,
                 fontweight="bold")
     header.text(0.5, 0.97 - 0.45 / header_height, "\n".join(header_lines), ha="center", va="top",
                 fontsize=10, linespacing=1.5)
@@ -526,7 +529,7 @@ def _plot_frames(subfig, keypoints: Keypoints, video: _Video, colors: dict, thre
 
 
 def make_qc_png(keypoints_h5: Path, video_path: Path, out_png: Path, *, likelihood_threshold: float = 0.6,
-                behavior_csv: Path | None = None, n_frames: int = 4) -> Path:
+                behavior_csv: Path | None = None, n_frames: int = 4, title: str | None = None) -> Path:
     """Given a keypoint file and its video, write the QC picture to out_png and return out_png.
 
     The file appears whole or not at all (written to a temporary file, then renamed).
@@ -535,7 +538,7 @@ def make_qc_png(keypoints_h5: Path, video_path: Path, out_png: Path, *, likeliho
     """
     out_png = Path(out_png)
     fig = build_qc_figure(keypoints_h5, video_path, likelihood_threshold=likelihood_threshold,
-                          behavior_csv=behavior_csv, n_frames=n_frames)
+                          behavior_csv=behavior_csv, n_frames=n_frames, title=title)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=out_png.parent, prefix=f".{out_png.name}.", suffix=".tmp")
     try:

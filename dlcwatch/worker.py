@@ -135,12 +135,19 @@ def analyze_one(deeplabcut, model: analysis.Model, spec: dict, video: dict, work
             analysis.filter_predictions(deeplabcut, model, staged, output, filtering["type"],
                                         filtering["window_length"])
             outputs = analysis.find_outputs(output, staged.stem)
-        outputs.update(_quality_picture(staged, outputs["keypoints_h5"], output))
+        entry = {"status": OK, "scorer": scorer, "frames": rows, "staged_stem": staged.stem}
+        if spec.get("behavior_model"):
+            labels, error = _behavior_labels(spec["behavior_model"], outputs, video, output, staged.stem)
+            outputs.update(labels)
+            if error:
+                entry["behavior_error"] = error
+        outputs.update(_quality_picture(staged, outputs["keypoints_h5"], output, outputs.get("behavior_csv"),
+                                        source.name))
         if spec.get("copy_videos"):
             staged.unlink()
         log.info("video %s: %d frames analyzed in %.1f s", video["id"], rows, time.monotonic() - started)
-        return {"status": OK, "scorer": scorer, "frames": rows, "seconds": analysis.elapsed(started),
-                "staged_stem": staged.stem, "outputs": {kind: str(path) for kind, path in outputs.items()}}
+        return {**entry, "seconds": analysis.elapsed(started),
+                "outputs": {kind: str(path) for kind, path in outputs.items()}}
     except BadVideo as error:
         log.error("video %s: bad video: %s", video["id"], error)
         return {"status": BAD_VIDEO, "message": str(error), "seconds": analysis.elapsed(started)}
@@ -149,12 +156,27 @@ def analyze_one(deeplabcut, model: analysis.Model, spec: dict, video: dict, work
         return {"status": ERROR, "message": f"{type(error).__name__}: {error}", "seconds": analysis.elapsed(started)}
 
 
-def _quality_picture(staged: Path, keypoints: Path, output: Path) -> dict[str, Path]:
+def _behavior_labels(model: str, outputs: dict, video: dict, output: Path, stem: str) -> tuple[dict, str]:
+    """Label every frame; return (new outputs, error). The keypoints are delivered either way."""
+    keypoints = outputs.get("keypoints_filtered_h5", outputs["keypoints_h5"])
+    try:
+        from dlcwatch.behavior.predict import label_keypoints_file
+
+        title = Path(video["path"]).stem  # the job's copy has an ASCII name; people know the original
+        return label_keypoints_file(keypoints, Path(model), video["fps"], output, stem, title=title), ""
+    except Exception as error:  # noqa: BLE001 - a label failure must not cost the keypoints
+        log.error("video %s: behavior labels failed: %s", video["id"], error)
+        return {}, str(error)
+
+
+def _quality_picture(staged: Path, keypoints: Path, output: Path, behavior_csv: Path | None,
+                     title: str) -> dict[str, Path]:
     """Draw the QC picture; a failure here is logged and costs the picture, never the keypoints."""
     try:
         from dlcwatch.qc import make_qc_png
 
-        return {"qc_png": make_qc_png(keypoints, staged, output / f"{staged.stem}_qc.png")}
+        return {"qc_png": make_qc_png(keypoints, staged, output / f"{staged.stem}_qc.png",
+                                      behavior_csv=behavior_csv, title=title)}
     except Exception:  # noqa: BLE001
         log.warning("could not draw the QC picture:\n%s", traceback.format_exc())
         return {}
