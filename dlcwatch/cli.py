@@ -16,7 +16,7 @@ import dlcwatch
 from dlcwatch.config import CONFIG_ENV, ConfigError, example_yaml, find_config_path, load_config
 from dlcwatch.states import VIDEO_RETRYABLE, VideoState
 from dlcwatch.store import Store, StoreError, Video
-from dlcwatch.status import format_show, format_status, status_data
+from dlcwatch.status import format_show, render_status, status_data
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Show how many videos are in each state and the most recent ones.")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
     status.add_argument("--limit", type=int, default=15, metavar="N", help="recent videos to list (default 15)")
+    status.add_argument("--watch", action="store_true", help="refresh every few seconds until Ctrl-C")
     status.set_defaults(func=command_status)
 
     show = commands.add_parser("show", parents=[with_config], help="show one video's history",
@@ -127,13 +128,24 @@ def _read_store(args) -> Store:
 
 
 def command_status(args) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
     store = _read_store(args)
-    data = status_data(store, limit=args.limit, now=time.time())
     if args.json:
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-    else:
-        print(format_status(data))
-    return 0
+        print(json.dumps(status_data(store, limit=args.limit), indent=2, ensure_ascii=False))
+        return 0
+    console = Console(highlight=False)
+    if not args.watch:
+        console.print(render_status(status_data(store, limit=args.limit)))
+        return 0
+    try:
+        with Live(render_status(status_data(store, limit=args.limit)), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(2)
+                live.update(render_status(status_data(store, limit=args.limit)), refresh=True)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _find_one(store: Store, needle: str) -> Video | None:

@@ -52,13 +52,15 @@ def run_demo(folder: Path, *, videos: int = 3, setup_only: bool = False) -> int:
         return 0
     from dlcwatch.config import load_config
     from dlcwatch.daemon import Daemon
-    from dlcwatch.status import format_status, status_data
+    from rich.console import Console
+
+    from dlcwatch.status import render_status, status_data
 
     daemon = Daemon(load_config(config_path))
     try:
         daemon.run(until_idle=True)
         print()
-        print(format_status(status_data(daemon.store)))
+        Console(highlight=False).print(render_status(status_data(daemon.store)))
         done = daemon.store.counts().get("done", 0)
     finally:
         daemon.close()

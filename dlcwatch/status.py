@@ -1,31 +1,53 @@
-"""What `dlcwatch status` and `dlcwatch show` print: read-only views of the store."""
+"""What `dlcwatch status` and `dlcwatch show` print: read-only views of the store.
+
+status_data() gathers plain data (also what `--json` prints); render_status() lays it out with
+rich for a person: the first line alone answers "is everything fine?".
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from dlcwatch.states import VideoState
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from dlcwatch.states import VIDEO_TERMINAL, VideoState
 from dlcwatch.store import Store, Video
 
 STATE_ORDER = [state.value for state in VideoState]
-# States a person should look at, shown first in the recent list.
-ATTENTION = {VideoState.FAILED, VideoState.QUARANTINED, VideoState.MISSING}
+ATTENTION = (VideoState.FAILED, VideoState.QUARANTINED, VideoState.MISSING)
+PENDING = [state.value for state in VideoState if state not in VIDEO_TERMINAL]
+STATE_STYLE = {"done": "green", "failed": "bold red", "quarantined": "red", "missing": "yellow",
+               "duplicate": "dim", "running": "cyan", "submitted": "cyan", "analyzed": "cyan",
+               "delivering": "cyan"}
+HOUR, DAY = 3600.0, 86400.0
 
 
 def status_data(store: Store, *, limit: int = 15, now: float | None = None) -> dict:
-    """Given the store, return counts per state, active jobs and the most recent videos."""
+    """Given the store, return counts, jobs in flight, throughput, an ETA and the recent videos."""
     now = time.time() if now is None else now
     counts = store.counts()
-    recent = store.videos(order="recent", limit=limit)
+    done_hour = store.count_events(VideoState.DONE, since=now - HOUR)
+    done_day = store.count_events(VideoState.DONE, since=now - DAY)
+    pending = sum(counts.get(state, 0) for state in PENDING)
+    # The last hour's pace when there was one, else the day's: a fair guess either way.
+    rate_per_hour = done_hour or done_day / 24
+    eta_s = round(pending / rate_per_hour * HOUR) if pending and rate_per_hour else None
     return {
         "counts": {state: counts.get(state, 0) for state in STATE_ORDER},
         "total": sum(counts.values()),
+        "attention": sum(counts.get(state.value, 0) for state in ATTENTION),
+        "throughput": {"done_last_hour": done_hour, "done_last_day": done_day},
+        "pending": pending,
+        "eta_s": eta_s,
         "active_jobs": [{"id": job.id, "executor": job.executor, "executor_job_id": job.executor_job_id,
-                         "state": job.state.value, "videos": len(store.job_video_ids(job.id)),
+                         "state": job.state.value, "videos": [Path(store.video(i).path).name
+                                                               for i in store.job_video_ids(job.id)],
                          "elapsed_s": round(now - (job.started or job.created), 1)}
                         for job in store.active_jobs()],
-        "videos": [_video_summary(video, now) for video in recent],
+        "videos": [_video_summary(video, now) for video in store.videos(order="recent", limit=limit)],
     }
 
 
@@ -35,27 +57,45 @@ def _video_summary(video: Video, now: float) -> dict:
             "output_dir": video.output_dir, "updated_ago_s": round(now - video.updated, 1)}
 
 
-def format_status(data: dict) -> str:
+def headline(data: dict) -> str:
+    """The one line that says how things stand."""
     counts = {state: n for state, n in data["counts"].items() if n}
-    lines = [f"{data['total']} video(s): " + (", ".join(f"{n} {state}" for state, n in counts.items()) or "none yet")]
-    attention = sum(data["counts"].get(state.value, 0) for state in ATTENTION)
-    if attention:
-        lines.append(f"{attention} need a person: see `dlcwatch show ID`, fix, then `dlcwatch retry`")
+    text = f"{data['total']} video(s): " + (", ".join(f"{n} {state}" for state, n in counts.items()) or "none yet")
+    if data["attention"]:
+        text += f" — {data['attention']} need a person"
+    return text
+
+
+def render_status(data: dict) -> Group:
+    """Lay the status out for a terminal."""
+    parts: list = [Text(headline(data), style="bold red" if data["attention"] else "bold")]
+    pace = data["throughput"]
+    line = f"done in the last hour: {pace['done_last_hour']}, last day: {pace['done_last_day']}"
+    if data["pending"]:
+        line += f"; {data['pending']} pending" + (f", done in about {_duration(data['eta_s'])}"
+                                                  if data["eta_s"] else "")
+    parts.append(Text(line))
+    if data["attention"]:
+        parts.append(Text("see `dlcwatch show ID`, fix the cause, then `dlcwatch retry ID`", style="dim"))
     if data["active_jobs"]:
-        lines.append("")
-        lines.append("jobs in flight:")
+        jobs = Table(title="jobs in flight", title_justify="left", show_edge=False)
+        for column in ("job", "state", "executor id", "for", "videos"):
+            jobs.add_column(column)
         for job in data["active_jobs"]:
-            lines.append(f"  job {job['id']:<5} {job['state']:<9} {job['executor']} {job['executor_job_id'] or '-'}"
-                         f"  {job['videos']} video(s)  {_duration(job['elapsed_s'])}")
+            names = ", ".join(job["videos"][:3]) + (f" +{len(job['videos']) - 3}" if len(job["videos"]) > 3 else "")
+            jobs.add_row(str(job["id"]), job["state"], job["executor_job_id"] or "-", _duration(job["elapsed_s"]),
+                         names)
+        parts += [Text(""), jobs]
     if data["videos"]:
-        lines.append("")
-        lines.append(f"{'id':>5}  {'state':<11}  {'when':>8}  video")
+        videos = Table(title="recent videos", title_justify="left", show_edge=False)
+        for column in ("id", "state", "when", "video", "why"):
+            videos.add_column(column, overflow="fold")
         for video in data["videos"]:
-            lines.append(f"{video['id']:>5}  {video['state']:<11}  {_duration(video['updated_ago_s']) + ' ago':>8}"
-                         f"  {Path(video['path']).name}")
-            if video["state"] in {state.value for state in ATTENTION} or video["state"] == "duplicate":
-                lines.append(f"{'':>5}  {'':<11}  {'':>8}  ↳ {video['reason']}")
-    return "\n".join(lines)
+            why = video["reason"] if video["state"] not in ("done",) else ""
+            videos.add_row(str(video["id"]), Text(video["state"], style=STATE_STYLE.get(video["state"], "")),
+                           _duration(video["updated_ago_s"]) + " ago", Path(video["path"]).name, why)
+        parts += [Text(""), videos]
+    return Group(*parts)
 
 
 def format_show(store: Store, video: Video) -> str:

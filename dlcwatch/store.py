@@ -401,6 +401,12 @@ class Store:
         _update(db, "videos", video_id, fields, now)
         self._event(db, now, message, video_id=video_id, job_id=fields.get("job_id"), old=old.value, new=new.value)
 
+    def count_events(self, new_state: VideoState, *, since: float) -> int:
+        """Return how many videos entered a state since a time (throughput)."""
+        row = self._db.execute("SELECT COUNT(*) FROM events WHERE video_id IS NOT NULL AND new_state = ? AND at >= ?",
+                               (VideoState(new_state).value, since)).fetchone()
+        return row[0]
+
     def counts(self) -> dict[str, int]:
         rows = self._db.execute("SELECT state, COUNT(*) AS n FROM videos GROUP BY state")
         return {row["state"]: row["n"] for row in rows}

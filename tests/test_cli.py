@@ -98,3 +98,19 @@ def test_status_before_the_daemon_ever_ran(lab, tmp_path):
     completed = cli("status", "--config", str(tmp_path / "config.yaml"))
     assert completed.returncode == 1
     assert "has the daemon run yet" in completed.stderr
+
+
+def test_status_reports_throughput_and_an_eta(lab):
+    from dlcwatch.status import status_data
+
+    store = Store(lab.state.database)
+    now = 100_000.0
+    for index in range(6):
+        video = store.add_video(f"/v/{index}.mp4", "/v", f"{index}.mp4", size=1, mtime_ns=1, now=now - 7200)
+        store.set_video_state(video.id, VideoState.QUEUED, "ok", now=now - 7000)
+        if index < 3:  # three delivered in the last hour, three still queued
+            for state in ("submitted", "running", "analyzed", "delivering", "done"):
+                store.set_video_state(video.id, VideoState(state), state, now=now - 600 * (index + 1))
+    data = status_data(store, now=now)
+    assert data["throughput"] == {"done_last_hour": 3, "done_last_day": 3}
+    assert data["pending"] == 3 and data["eta_s"] == 3600
