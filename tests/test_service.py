@@ -2,6 +2,7 @@
 socket, SIGHUP reloads. No DeepLabCut needed: the videos here never reach a job."""
 
 import email
+import email.policy
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from dlcwatch.daemon import Daemon
 from dlcwatch.notifications import queue_notifications, send_due
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
+from dlcwatch.synthetic import write_video
 
 WEBHOOK_PATH = "/services/TSECRET/BSECRET/tokenSECRET123"
 
@@ -168,3 +170,27 @@ def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise(tmp_path,
     assert "configuration not reloaded, keeping the running one" in errors
     assert "watch.roots: needs at least 1 entry" in errors
     assert f"configuration reloaded from {config_path}" in errors
+
+
+@pytest.mark.skipif(not __import__("conftest").HAVE_DLC, reason="DeepLabCut is not installed")
+def test_a_real_run_sends_one_useful_batch_email_and_slack_message(tiny_model, tmp_path):
+    with smtp_server() as smtp, http_server() as slack:
+        config_path = notify_config(tmp_path, smtp.port, slack.url(WEBHOOK_PATH))
+        config = yaml.safe_load(config_path.read_text())
+        config["model"]["config"] = str(tiny_model)
+        config_path.write_text(yaml.safe_dump(config))
+        for phase, name in enumerate(("mouse 1.mp4", "mouse 2.mp4")):
+            write_video(tmp_path / "videos" / name, frames=30, phase=phase)
+        daemon = Daemon(load_config(config_path), watch_events=False)
+        try:
+            assert daemon.run(until_idle=True) == 0
+        finally:
+            daemon.close()
+        [mail] = [email.message_from_bytes(m.data, policy=email.policy.default) for m in smtp.messages]
+        assert mail["Subject"] == "[dlcwatch] 2 video(s) done"
+        body = next(part for part in mail.walk() if part.get_content_type() == "text/plain").get_content()
+        assert "2 of 2 video(s) analyzed and delivered (60 frames)" in body and str(tmp_path / "results") in body
+        pictures = [part.get_filename() for part in mail.walk() if part.get_content_type() == "image/png"]
+        assert sorted(pictures) == ["mouse 1_qc.png", "mouse 2_qc.png"]
+        [posted] = [request.json() for request in slack.requests]
+        assert "2 video(s) done" in posted["text"]
