@@ -83,12 +83,19 @@ SCHEMA = Section("dlcwatch configuration", {
     "output": Section("Where results are delivered.", {
         "root": Option("path", "Results for <watch root>/<rel>/<name>.<ext> land in <root>/<rel>/<name>/.",
                        required=True, example="/data/behavior/dlc-results"),
+        "after_delivery": Option("choice", "What to do with the source video once its results are "
+                                 "delivered and verified: keep it, delete it, or move it under move_to "
+                                 "(same relative path). A video whose content changed since it was "
+                                 "fingerprinted is always kept.", default="keep", choices=("keep", "delete", "move")),
+        "move_to": Option("path", "Folder for after_delivery: move.", default="", example="/data/behavior/analyzed"),
     }),
     "staging": Section("Scratch space for jobs: specs, logs and outputs before delivery.", {
         "dir": Option("path", "Scratch folder (created if missing).", default="staging",
                       example="/scratch/dlcwatch"),
         "copy_videos": Option("bool", "Copy each video into scratch before analysis instead of linking "
                               "to it (useful when scratch is a fast local disk).", default=False),
+        "min_free_gb": Option("float", "Pause intake and new jobs while scratch has less free space than "
+                              "this (GB); results waiting for delivery are kept.", default=5.0, minimum=0),
     }),
     "model": Section("The DeepLabCut model that analyzes every video.", {
         "config": Option("path", "The DeepLabCut project's config.yaml. It is only read: jobs work on "
@@ -137,6 +144,9 @@ SCHEMA = Section("dlcwatch configuration", {
                                  "unreported video finished.", default=3600.0, minimum=0),
         "retry_interval_s": Option("float", "Wait before sending a failed notification again; doubles "
                                    "with each try, up to six hours.", default=300.0, minimum=1),
+        "alert_after_s": Option("float", "Alert when a problem that stops the pipeline (destination "
+                                "unreachable, scratch full, watch root gone) lasts this long.", default=1800.0,
+                                minimum=0),
         "email": Section("Email through an SMTP server.", {
             "enabled": Option("bool", "Send email.", default=False),
             "host": Option("str", "SMTP server.", default="", example="smtp.example.edu"),
@@ -312,6 +322,8 @@ def _check_paths(config: Node, problems: list[str]) -> None:
     if isinstance(model_config, str) and not Path(model_config).is_file():
         problems.append(f"model.config: {model_config} does not exist; point it at the DeepLabCut "
                         "project's config.yaml")
+    if config.output.after_delivery == "move" and not config.output.move_to:
+        problems.append("output.move_to: required when output.after_delivery is 'move'")
     behavior_model = config.behavior.model
     if isinstance(behavior_model, str) and behavior_model and not Path(behavior_model).is_file():
         problems.append(f"behavior.model: {behavior_model} does not exist; train one with "

@@ -8,6 +8,7 @@ the last one left off. `now` is passed in, so tests drive the loop tick by tick.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import time
@@ -28,6 +29,7 @@ from dlcwatch.watcher import FileEvents
 log = logging.getLogger("dlcwatch.daemon")
 
 S = VideoState
+MAX_DELIVERY_BACKOFF_S = 3600.0
 # Videos in these states still need the daemon; with none left, `run --until-idle` returns.
 BUSY_STATES = (S.SETTLING, S.QUEUED, S.SUBMITTED, S.RUNNING, S.ANALYZED, S.DELIVERING)
 
@@ -42,7 +44,6 @@ class Daemon:
         self.store = store or Store(config.state.database)
         self.jobs_dir = Path(config.staging.dir) / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        Path(config.output.root).mkdir(parents=True, exist_ok=True)
         self.watch_events = watch_events
         self.events: FileEvents | None = None
         self.intake = self._make_intake(config)
@@ -51,11 +52,14 @@ class Daemon:
         self.systemd = SystemdNotifier()
         self.stop_requested = False
         self.reload_requested = False
+        self._delivery_failures = 0
 
     def _make_intake(self, config) -> Intake:
         self.events = FileEvents() if self.watch_events else None
-        skip = tuple(str(Path(p).absolute()) for p in (config.output.root, config.staging.dir,
-                                                       Path(config.state.database).parent))
+        ours = [config.output.root, config.staging.dir, Path(config.state.database).parent]
+        if config.output.move_to:
+            ours.append(config.output.move_to)  # delivered sources moved there are not new videos
+        skip = tuple(str(Path(p).absolute()) for p in ours)
         return Intake(config.watch, self.store, events=self.events, skip_dirs=skip)
 
     # ------------------------------------------------------------------ life cycle
@@ -174,11 +178,37 @@ class Daemon:
         return not any(counts.get(state.value) for state in BUSY_STATES) and not self.store.active_jobs()
 
     def tick(self, now: float) -> None:
-        self.intake.tick(now)
+        room = self._check_staging_space(now)
+        if room:
+            self.intake.tick(now)
+        self._record_root_problems(now)
         self.poll(now)
         self.deliver(now)
-        self.submit(now)
+        if room:
+            self.submit(now)
         queue_notifications(self.store, self.config.notify, busy=not self.idle(), now=now)
+
+    def _check_staging_space(self, now: float) -> bool:
+        """Return False (and say so) while scratch is too full to take more work."""
+        limit_gb = self.config.staging.min_free_gb
+        free_gb = shutil.disk_usage(self.jobs_dir).free / 1e9
+        if free_gb < limit_gb:
+            if self.store.set_condition("staging_space", f"intake paused: {self.config.staging.dir} has "
+                                        f"{free_gb:.1f} GB free, below staging.min_free_gb = {limit_gb:g}", now=now):
+                log.warning("intake paused: %.1f GB free in %s", free_gb, self.config.staging.dir)
+            return False
+        if self.store.clear_condition("staging_space", now=now):
+            log.info("intake resumed: %.1f GB free in staging", free_gb)
+        return True
+
+    def _record_root_problems(self, now: float) -> None:
+        problems = self.intake.root_problems()
+        for root in self.config.watch.roots:
+            name = f"watch_root:{root.path}"
+            if root.path in problems:
+                self.store.set_condition(name, problems[root.path], now=now)
+            else:
+                self.store.clear_condition(name, now=now)
 
     # ------------------------------------------------------------------ submit
 
@@ -328,15 +358,49 @@ class Daemon:
             self.store.set_video_state(video.id, S.QUEUED, f"{error}; analyzing it again", now=now)
             return
         except OSError as error:
-            delay = min(3600.0, self.config.executor.retry_backoff_s)
-            self.store.set_video_state(video.id, S.ANALYZED, f"delivery failed ({error.strerror or error}); "
-                                       f"results kept in staging, trying again in {delay:.0f} s", now=now,
-                                       not_before=now + delay)
-            log.error("video %d: delivery failed: %s", video.id, error)
+            # Back off while the destination stays unreachable or full; never drop the results.
+            self._delivery_failures += 1
+            delay = min(MAX_DELIVERY_BACKOFF_S, self.config.executor.retry_backoff_s * 2 ** (self._delivery_failures - 1))
+            why = error.strerror or str(error)
+            self.store.set_video_state(video.id, S.ANALYZED, f"delivery failed ({why}); results kept in "
+                                       f"staging, trying again in {delay:.0f} s", now=now, not_before=now + delay)
+            self.store.set_condition("destination", f"cannot deliver to {self.config.output.root}: {why}", now=now)
+            log.error("video %d: delivery failed: %s", video.id, why)
             return
+        self._delivery_failures = 0
+        self.store.clear_condition("destination", now=now)
         note = f" (keypoints only; behavior labels failed: {entry['behavior_error']})" \
             if entry.get("behavior_error") else ""
         self.store.set_video_state(video.id, S.DONE, f"delivered to {folder}{note}", now=now,
                                    output_dir=str(folder), not_before=None)
         log.info("video %d: done: %s", video.id, folder)
         shutil.rmtree(Path(job.spec_path).parent / f"video{video.id}", ignore_errors=True)
+        self._handle_source(self.store.video(video.id), now)
+
+    def _handle_source(self, video: Video, now: float) -> None:
+        """Delete or move a delivered source video if the config asks for it, and only if unchanged."""
+        action = self.config.output.after_delivery
+        if action == "keep":
+            return
+        try:
+            stat = os.stat(video.path)
+        except OSError as error:
+            self.store.add_event(f"source not {action}d: {error.strerror or error}", video_id=video.id, now=now)
+            return
+        if (stat.st_size, stat.st_mtime_ns) != (video.size, video.mtime_ns):
+            self.store.add_event(f"source not {action}d: it changed since it was analyzed", video_id=video.id,
+                                 now=now)
+            return
+        try:
+            if action == "delete":
+                os.unlink(video.path)
+                self.store.add_event("source deleted after delivery (output.after_delivery: delete)",
+                                     video_id=video.id, now=now)
+            else:
+                target = Path(self.config.output.move_to) / video.relpath
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(video.path, target)
+                self.store.add_event(f"source moved to {target} after delivery", video_id=video.id, now=now)
+        except OSError as error:
+            self.store.add_event(f"source not {action}d: {error.strerror or error}", video_id=video.id, now=now)
+            log.error("video %d: could not %s the source: %s", video.id, action, error)

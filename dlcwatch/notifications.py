@@ -6,6 +6,8 @@ fails is tried again later with backoff. So a slow or dead mail server never slo
 and nothing queued is lost across restarts.
 
 - alert: a video needs a person (quarantined, or failed after its retries) — sent at once.
+- alert, too: a problem that stops the pipeline (destination unreachable, scratch full, a watch
+  root gone) has lasted `alert_after_s`.
 - batch_done: everything that finished while work was in flight, once the pipeline is idle (or
   at the latest `batch_window_s` after the first of them finished).
 """
@@ -43,6 +45,13 @@ def queue_notifications(store: Store, settings, *, busy: bool, now: float) -> No
     if attention:
         store.queue_message(alert_message(attention).to_dict(), channels, mark="alerted",
                             video_ids=[video.id for video in attention], now=now)
+    for condition in store.conditions():
+        if condition["alerted"] is None and now - condition["since"] >= settings.alert_after_s:
+            message = Message(kind="alert", title="dlcwatch needs attention",
+                              summary=f"{condition['message']} (for {_duration(now - condition['since'])}).",
+                              fields={"problem": condition["name"]})
+            store.queue_message(message.to_dict(), channels, mark="alerted", video_ids=[], now=now)
+            store.mark_condition_alerted(condition["name"], now=now)
     finished = store.unreported(FINISHED, "reported")
     if finished and (not busy or now - min(video.updated for video in finished) >= settings.batch_window_s):
         store.queue_message(batch_message(finished).to_dict(), channels, mark="reported",

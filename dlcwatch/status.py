@@ -39,6 +39,8 @@ def status_data(store: Store, *, limit: int = 15, now: float | None = None) -> d
         "counts": {state: counts.get(state, 0) for state in STATE_ORDER},
         "total": sum(counts.values()),
         "attention": sum(counts.get(state.value, 0) for state in ATTENTION),
+        "problems": [{"name": c["name"], "message": c["message"], "for_s": round(now - c["since"], 1)}
+                     for c in store.conditions()],
         "throughput": {"done_last_hour": done_hour, "done_last_day": done_day},
         "pending": pending,
         "eta_s": eta_s,
@@ -69,6 +71,8 @@ def headline(data: dict) -> str:
 def render_status(data: dict) -> Group:
     """Lay the status out for a terminal."""
     parts: list = [Text(headline(data), style="bold red" if data["attention"] else "bold")]
+    for problem in data["problems"]:
+        parts.append(Text(f"problem for {_duration(problem['for_s'])}: {problem['message']}", style="bold yellow"))
     pace = data["throughput"]
     line = f"done in the last hour: {pace['done_last_hour']}, last day: {pace['done_last_day']}"
     if data["pending"]:

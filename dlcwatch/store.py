@@ -111,6 +111,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX outbox_pending ON outbox(sent, next_try);
         """,
     ),
+    (
+        "0003_conditions",
+        """
+        CREATE TABLE conditions (           -- what is wrong right now, beyond single videos
+            name TEXT PRIMARY KEY,          -- e.g. 'destination', 'staging_space'
+            message TEXT NOT NULL,
+            since REAL NOT NULL,
+            updated REAL NOT NULL,
+            alerted REAL
+        );
+        """,
+    ),
 ]
 
 VIDEO_FIELDS = frozenset({
@@ -485,6 +497,38 @@ class Store:
             self._event(db, now, message, job_id=job_id, old=old.value, new=new.value)
         return self.job(job_id)
 
+
+    # ------------------------------------------------------------------ conditions
+
+    def set_condition(self, name: str, message: str, *, now: float | None = None) -> bool:
+        """Record that something is wrong (keeping when it started); return True if it is new."""
+        now = _now(now)
+        with self.transaction() as db:
+            known = db.execute("SELECT message FROM conditions WHERE name = ?", (name,)).fetchone()
+            if known is None:
+                db.execute("INSERT INTO conditions (name, message, since, updated) VALUES (?, ?, ?, ?)",
+                           (name, message, now, now))
+                self._event(db, now, f"problem: {message}")
+            else:
+                db.execute("UPDATE conditions SET message = ?, updated = ? WHERE name = ?", (message, now, name))
+        return known is None
+
+    def clear_condition(self, name: str, *, now: float | None = None) -> bool:
+        """Record that a problem is over; return True if there was one."""
+        now = _now(now)
+        with self.transaction() as db:
+            known = db.execute("SELECT message FROM conditions WHERE name = ?", (name,)).fetchone()
+            if known is not None:
+                db.execute("DELETE FROM conditions WHERE name = ?", (name,))
+                self._event(db, now, f"resolved: {known['message']}")
+        return known is not None
+
+    def conditions(self) -> list[dict]:
+        return [dict(row) for row in self._db.execute("SELECT * FROM conditions ORDER BY since")]
+
+    def mark_condition_alerted(self, name: str, *, now: float | None = None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE conditions SET alerted = ? WHERE name = ?", (_now(now), name))
 
     # ------------------------------------------------------------------ notifications
 

@@ -155,3 +155,33 @@ def test_stopped_and_killed_at_any_point_every_video_is_delivered_once(tiny_mode
 
     status = cli("status", "--config", str(config_path))
     assert status.returncode == 0 and "4 video(s): 4 done" in status.stdout
+
+
+def test_an_unreachable_destination_keeps_results_until_it_is_back(tiny_model, tmp_path):
+    config_path = write_config(tmp_path, tiny_model, watch={"settle_s": 0.2},
+                               output={"after_delivery": "move", "move_to": str(tmp_path / "analyzed")})
+    source = write_video(tmp_path / "videos" / "day1" / "m.mp4", frames=30)
+    (tmp_path / "results").write_text("a file where the output folder should be")  # mkdir fails for real
+    daemon = Daemon(load_config(config_path), watch_events=False)
+    daemon.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not daemon.store.conditions() and time.monotonic() < deadline:
+            daemon.tick(time.time())
+            time.sleep(0.2)
+        [problem] = daemon.store.conditions()
+        assert problem["name"] == "destination" and "cannot deliver to" in problem["message"]
+        [video] = daemon.store.videos()
+        assert video.state is S.ANALYZED and "results kept in staging" in video.reason
+        assert source.exists()
+
+        (tmp_path / "results").unlink()  # the share is back
+        while daemon.store.video(video.id).state is not S.DONE and time.monotonic() < deadline:
+            daemon.tick(time.time() + 3600)  # past any backoff
+            time.sleep(0.1)
+        assert daemon.store.conditions() == []
+        assert (tmp_path / "results" / "day1" / "m" / "manifest.json").exists()
+        assert not source.exists() and (tmp_path / "analyzed" / "day1" / "m.mp4").exists()
+        assert "source moved to" in daemon.store.events(video_id=video.id)[-1].message
+    finally:
+        daemon.close()

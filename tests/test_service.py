@@ -194,3 +194,23 @@ def test_a_real_run_sends_one_useful_batch_email_and_slack_message(tiny_model, t
         assert sorted(pictures) == ["mouse 1_qc.png", "mouse 2_qc.png"]
         [posted] = [request.json() for request in slack.requests]
         assert "2 video(s) done" in posted["text"]
+
+
+def test_intake_pauses_while_staging_is_short_of_space(tmp_path, lab, capsys):
+    from dlcwatch.cli import main
+
+    lab.staging["min_free_gb"] = 1e9  # more than any disk here has: the real free space is below it
+    write_video(tmp_path / "videos" / "a.mp4", frames=10, size=64)
+    daemon = Daemon(lab, watch_events=False)
+    try:
+        daemon.tick(100.0)
+        daemon.tick(200.0)
+        assert daemon.store.videos() == []
+        assert daemon.store.conditions()[0]["name"] == "staging_space"
+        assert main(["status", "--config", str(tmp_path / "config.yaml")]) == 0
+        assert "intake paused" in capsys.readouterr().out
+        lab.staging["min_free_gb"] = 0.0
+        daemon.tick(300.0)
+        assert daemon.store.conditions() == [] and len(daemon.store.videos()) == 1
+    finally:
+        daemon.close()
