@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from dlcwatch.remote import parse_remote
+
 CONFIG_ENV = "DLCWATCH_CONFIG"
 
 
@@ -81,8 +83,16 @@ SCHEMA = Section("dlcwatch configuration", {
                            "this config file.", default="state/dlcwatch.db", example="/var/lib/dlcwatch/state.db"),
     }),
     "output": Section("Where results are delivered.", {
-        "root": Option("path", "Results for <watch root>/<rel>/<name>.<ext> land in <root>/<rel>/<name>/.",
+        "root": Option("destination", "Results for <watch root>/<rel>/<name>.<ext> land in "
+                       "<root>/<rel>/<name>/. A local or mounted folder, or user@host:/path for another "
+                       "machine (rsync over ssh, verified on arrival).",
                        required=True, example="/data/behavior/dlc-results"),
+        "ssh": Section("How to reach the output machine when root is user@host:/path.", {
+            "identity_file": Option("path", "Private key to log in with (the daemon runs unattended, so "
+                                    "no passphrase); empty: ssh's default.", default=""),
+            "port": Option("int", "ssh port.", default=22, minimum=1),
+            "options": Option("strings", "Extra ssh -o options.", default=[], example=["ServerAliveInterval=30"]),
+        }),
         "after_delivery": Option("choice", "What to do with the source video once its results are "
                                  "delivered and verified: keep it, delete it, or move it under move_to "
                                  "(same relative path). A video whose content changed since it was "
@@ -307,7 +317,9 @@ def _validate_option(spec: Option, value: Any, given: bool, where: str, base_dir
     if kind == "choice" and value not in spec.choices:
         problems.append(f"{where}: must be one of {', '.join(spec.choices)}; got '{value}'")
         return spec.default
-    if kind == "path" and value:
+    if kind in ("path", "destination") and value:
+        if kind == "destination" and parse_remote(value):
+            return value
         return str((base_dir / Path(value).expanduser()).absolute())
     return value
 

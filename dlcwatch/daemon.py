@@ -20,6 +20,7 @@ from dlcwatch.executors.base import Submission
 from dlcwatch.config import ConfigError, load_config
 from dlcwatch.intake import Intake
 from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, read_result, write_json_atomic
+from dlcwatch.remote import RemoteDestination, parse_remote
 from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
 from dlcwatch.sdnotify import SystemdNotifier
 from dlcwatch.states import JobState, VideoState
@@ -32,6 +33,16 @@ S = VideoState
 MAX_DELIVERY_BACKOFF_S = 3600.0
 # Videos in these states still need the daemon; with none left, `run --until-idle` returns.
 BUSY_STATES = (S.SETTLING, S.QUEUED, S.SUBMITTED, S.RUNNING, S.ANALYZED, S.DELIVERING)
+
+
+def remote_destination(config) -> RemoteDestination | None:
+    """Given the config, return where results go over ssh, or None for a local output root."""
+    remote = parse_remote(config.output.root)
+    if remote is None:
+        return None
+    ssh = config.output.ssh
+    return RemoteDestination(remote[0], remote[1], Path(config.staging.dir) / "ssh", identity_file=ssh.identity_file,
+                             port=ssh.port, options=tuple(ssh.options))
 
 
 class Daemon:
@@ -48,6 +59,7 @@ class Daemon:
         self.events: FileEvents | None = None
         self.intake = self._make_intake(config)
         self.executor = executor or make_executor(config)
+        self.remote = remote_destination(config)
         self.sender: Sender | None = None
         self.systemd = SystemdNotifier()
         self.stop_requested = False
@@ -120,6 +132,7 @@ class Daemon:
         if self.sender is not None:
             self.sender.stop()
         self.config = new
+        self.remote = remote_destination(new)
         self.intake = self._make_intake(new)
         self.executor.reconfigure(new)
         self._start_watching()
@@ -353,7 +366,7 @@ class Daemon:
         self.store.set_video_state(video.id, S.DELIVERING, "delivering", now=now)
         try:
             folder = delivery.deliver(video, job, entry, result, self.config.output.root, dict(self.config.model),
-                                      now=now)
+                                      now=now, remote=self.remote, outgoing=Path(self.config.staging.dir) / "outgoing")
         except delivery.OutputsGone as error:
             self.store.set_video_state(video.id, S.QUEUED, f"{error}; analyzing it again", now=now)
             return

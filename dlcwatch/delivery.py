@@ -7,11 +7,14 @@ last: a folder with a manifest is complete and verified.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path, PurePosixPath
 
 import dlcwatch
+from dlcwatch.checksum import sha256_file
 from dlcwatch.jobspec import read_json, write_json_atomic
+from dlcwatch.remote import RemoteDestination
 from dlcwatch.store import Job, Video
 from dlcwatch.transfer import copy_verified, fsync_folder
 
@@ -35,16 +38,36 @@ def delivered_name(original_stem: str, staged_stem: str, output: Path) -> str:
 
 
 def deliver(video: Video, job: Job, entry: dict, job_result: dict, output_root: str | Path,
-            model: dict, now: float | None = None) -> Path:
+            model: dict, now: float | None = None, *, remote: RemoteDestination | None = None,
+            outgoing: Path | None = None) -> str:
     """Copy one video's results into the output tree, verified, manifest last; return the folder.
 
+    With `remote`, the folder is assembled under `outgoing` and then published over rsync.
     Raise OutputsGone if staging lost them, OSError if the destination refuses."""
+    if remote is None:
+        folder = output_folder(output_root, video)
+        _set_aside_foreign(folder, video)
+        _assemble(folder, video, job, entry, job_result, model, now)
+        return str(folder)
+    relative = output_folder(".", video)
+    folder = Path(outgoing) / f"video{video.id}" / relative.name
+    if folder.exists():
+        shutil.rmtree(folder)
+    manifest = _assemble(folder, video, job, entry, job_result, model, now)
+    expected = {entry["file"]: entry["sha256"] for entry in manifest["outputs"].values()}
+    expected[MANIFEST] = sha256_file(folder / MANIFEST)
+    published = remote.publish(folder, relative.as_posix(), expected, video.sha256)
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    return published
+
+
+def _assemble(folder: Path, video: Video, job: Job, entry: dict, job_result: dict, model: dict,
+              now: float | None) -> dict:
+    """Copy the outputs into `folder` under the original name, verified, and write the manifest."""
     outputs = {kind: Path(path) for kind, path in entry.get("outputs", {}).items()}
     gone = [str(path) for path in outputs.values() if not path.is_file()]
     if gone or not outputs:
         raise OutputsGone(f"outputs no longer in staging: {', '.join(gone) or 'none recorded'}")
-    folder = output_folder(output_root, video)
-    _set_aside_foreign(folder, video)
     original_stem = Path(video.relpath).stem
     delivered = {}
     started = time.monotonic()
@@ -70,7 +93,7 @@ def deliver(video: Video, job: Job, entry: dict, job_result: dict, output_root: 
     }
     write_json_atomic(folder / MANIFEST, manifest)
     fsync_folder(folder)
-    return folder
+    return manifest
 
 
 def _set_aside_foreign(folder: Path, video: Video) -> None:

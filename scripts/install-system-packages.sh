@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Debian/Ubuntu packages dlcwatch needs on the machine: ffmpeg (ffprobe decides what a video is).
+# Debian/Ubuntu packages dlcwatch needs on the machine:
+#   ffmpeg (ffprobe decides what a video is), rsync + openssh-client (results to another machine).
+# With --for-tests also openssh-server (the tests run a real sshd on 127.0.0.1).
 set -euo pipefail
+packages="ffmpeg rsync openssh-client"
+[ "${1:-}" = "--for-tests" ] && packages="$packages openssh-server"
 need=""
-for package in ffmpeg; do
+for package in $packages; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || need="$need $package"
 done
 if [ -n "$need" ]; then

@@ -1,0 +1,112 @@
+"""Results to another machine: `output.root: user@host:/path`, over ssh and rsync.
+
+A video's results are first assembled (and verified) in staging, then published in three steps:
+rsync into a hidden `.NAME.incoming` folder beside the final one, check every file's sha256 on
+the far side, then rename into place in one remote command. The local copy is removed only after
+that, so an unreachable or full destination never loses a result.
+
+Remote commands are strings a shell on the far side reads, so every path in them is quoted with
+shlex.quote; rsync runs with --protect-args so it never hands names to that shell either.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlcwatch.transfer import TransferError
+
+REMOTE = re.compile(r"^(?P<host>(?:[^@/\s]+@)?[^@/:\s]+):(?P<path>/.*)$")
+COMMAND_TIMEOUT_S = 600.0
+
+
+def parse_remote(root: str) -> tuple[str, str] | None:
+    """Given an output root, return (host, path) if it names another machine, else None."""
+    match = REMOTE.match(root)
+    return (match["host"], match["path"].rstrip("/") or "/") if match else None
+
+
+@dataclass(frozen=True)
+class RemoteDestination:
+    host: str                 # user@host
+    root: str                 # absolute path on that host
+    control_dir: Path         # where ssh keeps the far side's host key (known_hosts)
+    identity_file: str = ""
+    port: int = 22
+    options: tuple[str, ...] = ()
+
+    def ssh_argv(self) -> list[str]:
+        """Return the ssh command (without host) that every remote step uses."""
+        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
+                # One connection reused for every command, instead of a handshake each time.
+                "-o", "ControlMaster=auto", "-o", f"ControlPath={socket_folder()}/%C",
+                "-o", "ControlPersist=120",
+                "-o", f"UserKnownHostsFile={self.control_dir}/known_hosts",
+                "-o", "StrictHostKeyChecking=accept-new", "-p", str(self.port)]
+        if self.identity_file:
+            argv += ["-i", self.identity_file, "-o", "IdentitiesOnly=yes"]
+        for option in self.options:
+            argv += ["-o", option]
+        return argv
+
+    def run(self, command: str) -> str:
+        """Run one shell command on the far side; return its output. Raise TransferError."""
+        self.control_dir.mkdir(parents=True, exist_ok=True)
+        socket_folder().mkdir(mode=0o700, exist_ok=True)
+        return _check([*self.ssh_argv(), self.host, command], f"ssh {self.host}")
+
+    def publish(self, local_folder: Path, relative_folder: str, expected: dict[str, str],
+                source_sha256: str | None) -> str:
+        """Copy a finished result folder to <root>/<relative_folder>, verified; return the remote path.
+
+        `expected` maps file names to sha256. Results of another video already at that place are
+        renamed aside, as locally."""
+        final = f"{self.root}/{relative_folder}"
+        parent, name = final.rsplit("/", 1)
+        incoming = f"{parent}/.{name}.incoming"
+        self.run(f"mkdir -p -- {shlex.quote(parent)} && rm -rf -- {shlex.quote(incoming)}")
+        self.control_dir.mkdir(parents=True, exist_ok=True)
+        _check(["rsync", "-a", "--checksum", "--protect-args", "-e", shlex.join(self.ssh_argv()),
+                f"{local_folder}/", f"{self.host}:{incoming}/"], f"rsync to {self.host}")
+        sums = self.run(f"cd -- {shlex.quote(incoming)} && sha256sum -- "
+                        + " ".join(shlex.quote(file) for file in sorted(expected)))
+        found = {}
+        for line in sums.splitlines():
+            digest, _, file = line.partition("  ")
+            found[file] = digest
+        if found != expected:
+            wrong = sorted(file for file in expected if found.get(file) != expected[file])
+            raise TransferError(f"copy to {self.host}:{incoming} does not verify: {', '.join(wrong)}")
+        aside = f"{final}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"
+        same = f"grep -q {shlex.quote(source_sha256 or 'none')} {shlex.quote(final + '/manifest.json')}"
+        # Same video delivered again: replace it. Another video's results: keep them, renamed aside.
+        self.run(f"if [ -e {shlex.quote(final)} ]; then if {same} 2>/dev/null; then rm -rf -- {shlex.quote(final)};"
+                 f" else mv -- {shlex.quote(final)} {shlex.quote(aside)}; fi; fi;"
+                 f" mv -- {shlex.quote(incoming)} {shlex.quote(final)}")
+        return f"{self.host}:{final}"
+
+
+def socket_folder() -> Path:
+    """Where ssh's shared-connection sockets live: a short path, since a socket path may not
+    exceed 107 bytes (a deep staging folder would), private to this user."""
+    return Path(tempfile.gettempdir()) / f"dlcwatch-ssh-{os.getuid()}"
+
+
+def _check(argv: list[str], what: str) -> str:
+    try:
+        completed = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
+                                   stdin=subprocess.DEVNULL)
+    except FileNotFoundError as error:
+        raise TransferError(f"{argv[0]} is not installed") from error
+    except subprocess.TimeoutExpired as error:
+        raise TransferError(f"{what} did not finish within {COMMAND_TIMEOUT_S:.0f} s") from error
+    if completed.returncode != 0:
+        detail = (completed.stderr.strip().splitlines() or [f"exit code {completed.returncode}"])[-1]
+        raise TransferError(f"{what} failed: {detail}")
+    return completed.stdout
