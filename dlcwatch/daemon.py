@@ -146,8 +146,10 @@ class Daemon:
         return ", ".join(f"{counts[state.value]} {state.value}" for state in VideoState
                          if counts.get(state.value)) or "no videos yet"
 
-    def run(self, *, until_idle: bool = False, clock=time.time, sleep=time.sleep) -> int:
-        """Tick until asked to stop (SIGTERM, SIGINT) or, with until_idle, until nothing is pending."""
+    def run(self, *, until_idle: bool = False, clock=time.time, sleep=time.sleep, on_tick=None) -> int:
+        """Tick until asked to stop (SIGTERM, SIGINT) or, with until_idle, until nothing is pending.
+
+        `on_tick(daemon)`, if given, runs after every tick (the demo draws its progress bar)."""
         self._install_signal_handlers()
         self.start(clock())
         self.systemd.ready(self._summary())
@@ -156,6 +158,8 @@ class Daemon:
             if self.reload_requested:
                 self.reload()
             self.tick(clock())
+            if on_tick is not None:
+                on_tick(self)
             # Pinged from the loop itself, so systemd restarts a daemon whose loop hangs.
             self.systemd.watchdog()
             self.systemd.status(self._summary())
@@ -257,7 +261,6 @@ class Daemon:
         try:
             executor_id = self.executor.submit(Submission(job.id, spec_path, log_path, work_dir, {}))
         except ExecutorError as error:
-            log.error("job %d: submission refused: %s", job.id, error)
             self.store.set_job_state(job.id, JobState.FAILED, f"submission refused: {error}", now=now)
             for video in videos:
                 self._retry_or_fail(self.store.video(video.id), f"submission refused: {error}", now,
@@ -265,7 +268,6 @@ class Daemon:
             return
         self.store.set_job_state(job.id, JobState.SUBMITTED, f"accepted by {self.executor.name} as {executor_id}",
                                  now=now, executor_job_id=executor_id)
-        log.info("job %d: %d video(s) submitted as %s", job.id, len(videos), executor_id)
 
     # ------------------------------------------------------------------ poll
 
@@ -306,7 +308,6 @@ class Daemon:
             elif outcome == BAD_VIDEO:
                 self.store.set_video_state(video.id, S.QUARANTINED, f"quarantined: {entry['message']}; fix or "
                                            "replace the file, then run `dlcwatch retry`", now=now)
-                log.warning("video %d: quarantined: %s", video.id, entry["message"])
             elif outcome == MISSING:
                 self.store.set_video_state(video.id, S.MISSING, entry["message"], now=now)
             elif status.outcome.ended:
@@ -338,12 +339,10 @@ class Daemon:
         if attempts >= settings.max_attempts:
             self.store.set_video_state(video.id, S.FAILED, f"gave up after {attempts} attempt(s); last: {why}; "
                                        "run `dlcwatch retry` once the cause is fixed", now=now, attempts=attempts)
-            log.error("video %d: failed after %d attempt(s): %s", video.id, attempts, why)
             return
         delay = settings.retry_backoff_s * 2 ** max(0, attempts - 1)
         self.store.set_video_state(video.id, S.QUEUED, f"attempt {attempts} failed ({why}); trying again in "
                                    f"{delay:.0f} s", now=now, attempts=attempts, not_before=now + delay)
-        log.warning("video %d: attempt %d failed: %s", video.id, attempts, why)
 
     def _remove_project_view(self, job: Job) -> None:
         shutil.rmtree(Path(job.spec_path).parent / "project", ignore_errors=True)
@@ -378,7 +377,6 @@ class Daemon:
             self.store.set_video_state(video.id, S.ANALYZED, f"delivery failed ({why}); results kept in "
                                        f"staging, trying again in {delay:.0f} s", now=now, not_before=now + delay)
             self.store.set_condition("destination", f"cannot deliver to {self.config.output.root}: {why}", now=now)
-            log.error("video %d: delivery failed: %s", video.id, why)
             return
         self._delivery_failures = 0
         self.store.clear_condition("destination", now=now)
@@ -386,7 +384,6 @@ class Daemon:
             if entry.get("behavior_error") else ""
         self.store.set_video_state(video.id, S.DONE, f"delivered to {folder}{note}", now=now,
                                    output_dir=str(folder), not_before=None)
-        log.info("video %d: done: %s", video.id, folder)
         shutil.rmtree(Path(job.spec_path).parent / f"video{video.id}", ignore_errors=True)
         self._handle_source(self.store.video(video.id), now)
 

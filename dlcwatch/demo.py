@@ -56,17 +56,30 @@ def run_demo(folder: Path, *, videos: int = 3, setup_only: bool = False) -> int:
 
     from dlcwatch.status import render_status, status_data
 
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dlcwatch.states import VIDEO_TERMINAL
+
+    total = min(videos, len(DEMO_VIDEOS))
     daemon = Daemon(load_config(config_path))
+    console = Console(highlight=False)
     try:
-        daemon.run(until_idle=True)
-        print()
-        Console(highlight=False).print(render_status(status_data(daemon.store)))
+        with Progress(TextColumn("videos finished"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("demo", total=total)
+
+            def show(daemon: Daemon) -> None:
+                counts = daemon.store.counts()
+                progress.update(task, completed=sum(counts.get(state.value, 0) for state in VIDEO_TERMINAL))
+
+            daemon.run(until_idle=True, on_tick=show)
+        console.print(render_status(status_data(daemon.store)))
         done = daemon.store.counts().get("done", 0)
     finally:
         daemon.close()
     print(f"\nresults: {folder / 'results'}")
     print(f"status:  dlcwatch status --config '{config_path}'")
-    return 0 if done == min(videos, len(DEMO_VIDEOS)) else 1
+    return 0 if done == total else 1
 
 
 def _tiny_model(folder: Path) -> Path:
@@ -79,8 +92,10 @@ def _tiny_model(folder: Path) -> Path:
                          "run scripts/install-dlc.sh (or pip install 'dlcwatch[dlc]' after torch)")
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "training.log"
-    print(f"training a tiny DeepLabCut model in {folder} (about a minute on a CPU; log: {log_path})")
-    with open(log_path, "wb") as log_file:
+    from rich.console import Console
+
+    with open(log_path, "wb") as log_file, Console().status(
+            f"training a tiny DeepLabCut model in {folder} (about a minute on a CPU; log: {log_path})"):
         completed = subprocess.run([sys.executable, "-m", "dlcwatch.tinydlc", str(folder)], stdout=log_file,
                                    stderr=subprocess.STDOUT)
     if completed.returncode != 0:

@@ -108,7 +108,6 @@ class Intake:
             root = next(r.path for r in self.roots if seen.path.startswith(r.path.rstrip("/") + "/"))
             video = self.store.add_video(seen.path, root, seen.relpath, size=seen.size, mtime_ns=seen.mtime_ns,
                                          now=now)
-            log.info("video %d: new file %s", video.id, seen.path)
             return
         changed = (video.size, video.mtime_ns) != (seen.size, seen.mtime_ns)
         if video.state is S.MISSING:
@@ -187,22 +186,18 @@ class Intake:
             self.store.set_video_state(video.id, S.DUPLICATE, f"same content as video {original.id} "
                                        f"({original.path}); not analyzed again", now=now,
                                        duplicate_of=original.id, **metadata)
-            log.warning("video %d: %s is a duplicate of video %d", video.id, video.path, original.id)
             return
         self.store.set_video_state(video.id, S.QUEUED, f"complete: {info.frames} frames at {info.fps:.3g} fps, "
                                    f"{info.codec} {info.width}x{info.height}", now=now, **metadata)
-        log.info("video %d: queued %s (%d frames)", video.id, video.path, info.frames)
 
     def _quarantine(self, video: Video, why: str, now: float) -> None:
         self.store.set_video_state(video.id, S.QUARANTINED, f"quarantined: {why}; fix or replace the file, "
                                    "then run `dlcwatch retry`", now=now)
-        log.warning("video %d: quarantined %s: %s", video.id, video.path, why)
 
     def _fail_unreadable(self, video: Video, error: OSError, now: float) -> None:
         why = error.strerror or str(error)
         self.store.set_video_state(video.id, S.FAILED, f"cannot read the file: {why}; fix its permissions "
                                    "or storage, then run `dlcwatch retry`", now=now)
-        log.error("video %d: cannot read %s: %s", video.id, video.path, why)
 
 
 def check_readable(path: str) -> None:

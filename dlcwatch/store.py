@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from dlcwatch.states import (
 )
 
 BUSY_TIMEOUT_MS = 30_000
+event_log = logging.getLogger("dlcwatch.events")
+ATTENTION_STATES = {VideoState.FAILED.value, VideoState.QUARANTINED.value, VideoState.MISSING.value,
+                    JobState.FAILED.value}
 
 # Named migrations, applied in order, each in one transaction with its record.
 MIGRATIONS: list[tuple[str, str]] = [
@@ -298,6 +302,16 @@ class Store:
         db.execute(
             "INSERT INTO events (at, video_id, job_id, old_state, new_state, message) VALUES (?, ?, ?, ?, ?, ?)",
             (now, video_id, job_id, old, new, message))
+        # The journal gets the same story as the events table: one line per event, with its ids.
+        subject = []
+        if video_id is not None:
+            path = db.execute("SELECT path FROM videos WHERE id = ?", (video_id,)).fetchone()
+            subject.append(f"video {video_id} ({Path(path[0]).name if path else '?'})")
+        if job_id is not None:
+            subject.append(f"job {job_id}")
+        change = f"{old or '·'} → {new}: " if new else ""
+        level = logging.WARNING if new in ATTENTION_STATES or message.startswith("problem:") else logging.INFO
+        event_log.log(level, "%s%s%s", " ".join(subject) + ": " if subject else "", change, message)
 
     def add_event(self, message: str, *, video_id: int | None = None, job_id: int | None = None,
                   now: float | None = None) -> None:
