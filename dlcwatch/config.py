@@ -154,6 +154,8 @@ SCHEMA = Section("dlcwatch configuration", {
                                  "unreported video finished.", default=3600.0, minimum=0),
         "retry_interval_s": Option("float", "Wait before sending a failed notification again; doubles "
                                    "with each try, up to six hours.", default=300.0, minimum=1),
+        "daily_digest_at": Option("str", "Local time (HH:MM) of a daily summary of the last 24 hours; "
+                                  "empty: none.", default="", example="08:30"),
         "alert_after_s": Option("float", "Alert when a problem that stops the pipeline (destination "
                                 "unreachable, scratch full, watch root gone) lasts this long.", default=1800.0,
                                 minimum=0),
@@ -348,6 +350,9 @@ def _check_paths(config: Node, problems: list[str]) -> None:
 def _check_notify(config: Node, problems: list[str]) -> None:
     """An enabled channel must be able to send; say what is missing, never what a secret is."""
     email, slack = config.notify.email, config.notify.slack
+    digest_at = config.notify.daily_digest_at
+    if isinstance(digest_at, str) and digest_at and parse_clock_time(digest_at) is None:
+        problems.append(f"notify.daily_digest_at: expected a time as HH:MM (e.g. 08:30), got '{digest_at}'")
     if email.enabled:
         for key in ("host", "sender"):
             if not email[key]:
@@ -360,6 +365,16 @@ def _check_notify(config: Node, problems: list[str]) -> None:
     if slack.enabled and not (slack.webhook_url or os.environ.get(slack.webhook_url_env or "")):
         problems.append(f"notify.slack.webhook_url: required when Slack is enabled: set the environment "
                         f"variable {slack.webhook_url_env} or notify.slack.webhook_url")
+
+
+def parse_clock_time(text: str) -> tuple[int, int] | None:
+    """Given 'HH:MM', return (hours, minutes), or None if it is not a time of day."""
+    hours, _, minutes = text.partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+        return None
+    if not (0 <= int(hours) <= 23 and 0 <= int(minutes) <= 59):
+        return None
+    return int(hours), int(minutes)
 
 
 def _describe(value: Any) -> str:

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from dlcwatch.config import parse_clock_time
 from dlcwatch.notify import CHANNELS, Message, send_all
 from dlcwatch.states import VideoState
 from dlcwatch.store import Store, Video
@@ -52,10 +53,40 @@ def queue_notifications(store: Store, settings, *, busy: bool, now: float) -> No
                               fields={"problem": condition["name"]})
             store.queue_message(message.to_dict(), channels, mark="alerted", video_ids=[], now=now)
             store.mark_condition_alerted(condition["name"], now=now)
+    due = digest_due(settings.daily_digest_at, store.last_message_at("digest"), now)
+    if due:
+        store.queue_message(digest_message(store, now).to_dict(), channels, mark="reported", video_ids=[], now=now)
     finished = store.unreported(FINISHED, "reported")
     if finished and (not busy or now - min(video.updated for video in finished) >= settings.batch_window_s):
         store.queue_message(batch_message(finished).to_dict(), channels, mark="reported",
                             video_ids=[video.id for video in finished], now=now)
+
+
+def digest_due(at: str, last: float | None, now: float) -> bool:
+    """Given the configured HH:MM, when the last digest went out and now, return True if one is due."""
+    clock = parse_clock_time(at) if at else None
+    if clock is None:
+        return False
+    today = time.localtime(now)
+    scheduled = time.mktime((today.tm_year, today.tm_mon, today.tm_mday, clock[0], clock[1], 0, 0, 0, -1))
+    return now >= scheduled and (last is None or last < scheduled)
+
+
+def digest_message(store: Store, now: float) -> Message:
+    """Return the summary of the last 24 hours."""
+    since = now - 86400
+    finished = {state.value: store.count_events(state, since=since) for state in FINISHED}
+    counts = store.counts()
+    pending = sum(counts.get(state.value, 0) for state in VideoState if state not in FINISHED)
+    problems = [f"{c['message']} (for {_duration(now - c['since'])})" for c in store.conditions()]
+    waiting = [f"{Path(video.path).name} ({video.state.value}): {video.reason}"
+               for video in store.videos(NEEDS_A_PERSON, order="recent", limit=10)]
+    summary = f"Last 24 hours: {finished['done']} video(s) delivered; {pending} pending now."
+    if problems:
+        summary += " Problems: " + "; ".join(problems) + "."
+    fields = {state: str(n) for state, n in finished.items() if n}
+    fields["pending"] = str(pending)
+    return Message(kind="digest", title="daily summary", summary=summary, lines=waiting, fields=fields)
 
 
 def alert_message(videos: list[Video]) -> Message:

@@ -566,6 +566,12 @@ class Store:
             db.executemany(f"UPDATE videos SET {mark} = ? WHERE id = ?", [(now, i) for i in video_ids])
         return cursor.lastrowid
 
+    def last_message_at(self, kind: str) -> float | None:
+        """Return when a message of this kind was last queued, or None."""
+        row = self._db.execute("SELECT MAX(created) FROM outbox WHERE json_extract(message, '$.kind') = ?",
+                               (kind,)).fetchone()
+        return row[0]
+
     def due_messages(self, now: float) -> list[OutboxItem]:
         rows = self._db.execute("SELECT * FROM outbox WHERE sent IS NULL AND next_try <= ? ORDER BY id", (now,))
         return [_outbox_item(row) for row in rows]

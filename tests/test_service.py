@@ -214,3 +214,40 @@ def test_intake_pauses_while_staging_is_short_of_space(tmp_path, lab, capsys):
         assert daemon.store.conditions() == [] and len(daemon.store.videos()) == 1
     finally:
         daemon.close()
+
+
+def test_a_daily_digest_goes_out_once_a_day_at_its_time(tmp_path):
+    import datetime
+
+    from dlcwatch.notifications import digest_due
+
+    with smtp_server() as smtp, http_server() as slack:
+        config = load_config(notify_config(tmp_path, smtp.port, slack.url(WEBHOOK_PATH)))
+        config.notify["daily_digest_at"] = "08:30"
+        store = Store(config.state.database)
+        add_video(store, "a.mp4", S.QUARANTINED, "quarantined: not a readable video")
+        morning = datetime.datetime(2026, 11, 24, 8, 29).timestamp()
+        queue_notifications(store, config.notify, busy=False, now=morning)
+        assert "digest" not in [i.message["kind"] for i in store.pending_messages()]
+        queue_notifications(store, config.notify, busy=False, now=morning + 120)
+        queue_notifications(store, config.notify, busy=False, now=morning + 3600)
+        digests = [i.message for i in store.pending_messages() if i.message["kind"] == "digest"]
+        assert len(digests) == 1 and "a.mp4 (quarantined)" in digests[0]["lines"][0]
+        assert digest_due("08:30", morning + 120, morning + 86400 + 120)  # and again the next day
+        assert not digest_due("", None, morning + 120)
+
+
+def test_secrets_never_appear_in_config_errors_or_status(tmp_path, capsys):
+    from dlcwatch.cli import main
+
+    secret = "https://hooks.slack.test/services/TSECRET/BSECRET/tokenSECRET123"
+    path = notify_config(tmp_path, 25, secret)
+    config = yaml.safe_load(path.read_text())
+    config["notify"]["email"]["password"] = ["hunter2-SECRET"]  # wrong type: reported, not echoed
+    config["notify"]["email"]["username"] = "lab"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["config", "validate", "--config", str(path)]) == 2
+    main(["status", "--json", "--config", str(path)])  # refused too: the same config error
+    output = capsys.readouterr()
+    assert "notify.email.password: expected a string (value not shown: it is a secret)" in output.err
+    assert "SECRET" not in output.out + output.err
