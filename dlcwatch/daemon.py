@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 from dlcwatch import delivery
+from dlcwatch.config import ConfigError, load_config
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
 from dlcwatch.executors.base import Submission
-from dlcwatch.config import ConfigError, load_config
 from dlcwatch.intake import Intake
 from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, read_result, write_json_atomic
-from dlcwatch.remote import RemoteDestination, parse_remote
 from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
+from dlcwatch.remote import RemoteDestination, parse_remote
 from dlcwatch.sdnotify import SystemdNotifier
 from dlcwatch.states import JobState, VideoState
 from dlcwatch.store import Job, Store, Video
