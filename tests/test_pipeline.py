@@ -131,14 +131,19 @@ def test_stopped_and_killed_at_any_point_every_video_is_delivered_once(tiny_mode
             store.close()
 
     daemon = start()
-    wait_for(lambda: counts().get("submitted", 0) + counts().get("running", 0) >= 1)
-    daemon.send_signal(signal.SIGTERM)  # jobs are in flight
-    assert daemon.wait(timeout=30) == 0
+    try:
+        wait_for(lambda: counts().get("submitted", 0) + counts().get("running", 0) >= 1)
+        daemon.send_signal(signal.SIGTERM)  # jobs are in flight
+        assert daemon.wait(timeout=30) == 0
 
-    daemon = start()
-    wait_for(lambda: counts().get("done", 0) >= 1)
-    daemon.kill()  # no chance to clean up
-    daemon.wait(timeout=30)
+        daemon = start()
+        wait_for(lambda: counts().get("done", 0) >= 1)
+        daemon.kill()  # no chance to clean up
+        daemon.wait(timeout=30)
+    finally:
+        if daemon.poll() is None:  # a failed wait must not leave a daemon running after the test
+            daemon.kill()
+            daemon.wait(timeout=30)
 
     completed = cli("run", "--until-idle", "--config", str(config_path), timeout=300)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
