@@ -12,6 +12,10 @@ def make_executor(config) -> Executor:
         from dlcwatch.executors.local import LocalExecutor
 
         return LocalExecutor(config.executor.local)
+    if kind == "slurm":
+        from dlcwatch.executors.slurm import SlurmExecutor
+
+        return SlurmExecutor(config.executor.slurm)
     raise ExecutorError(f"unknown executor kind {kind!r}")
 
 

@@ -55,6 +55,12 @@ class ExecutorError(RuntimeError):
 
 class Executor(Protocol):
     name: str
+    poll_interval_s: float  # the daemon asks no more often than this
+    unreachable: str        # why the scheduler does not answer now; '' when it does
+
+    def next_resources(self, outcome: Outcome, resources: dict) -> dict | None:
+        """Given how a job ended and what it asked for, return what the retry asks for, or None
+        when more of the same cannot help (e.g. the time limit is already at its cap)."""
 
     def slots(self, active_jobs: int) -> int:
         """Given how many of our jobs are active, return how many more may be submitted now."""

@@ -29,6 +29,11 @@ KILL_GRACE_S = 10.0
 
 class LocalExecutor:
     name = "local"
+    poll_interval_s = 0.0  # asking /proc costs nothing
+    unreachable = ""
+
+    def next_resources(self, outcome: Outcome, resources: dict) -> dict | None:
+        return resources  # one machine: a retry gets the same again
 
     def __init__(self, settings, *, clock=time.time):
         self.max_parallel = settings.max_parallel

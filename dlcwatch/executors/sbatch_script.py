@@ -1,0 +1,133 @@
+"""The sbatch script of a job, from the settings and the job alone (a pure function, no I/O).
+
+Two quoting rules meet in one file. `#SBATCH` lines are read by sbatch itself, which splits on
+blanks, groups with quotes, takes a backslash as an escape and a `#` as a comment; the log path
+there is double-quoted with `\\` and `"` escaped, and its `%` doubled (sbatch's filename patterns).
+The rest is bash: the spec path is single-quoted (as shlex.quote does). Those two paths are the only paths
+the script holds; setup lines and the command prefix are the admin's shell code, written as is.
+
+For a job array, the spec and log paths contain ARRAY_TASK_ID; it stays expandable in the shell
+(spec-"${SLURM_ARRAY_TASK_ID}".json) and becomes %a in the log file pattern.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from dlcwatch.executors.base import Submission
+from dlcwatch.executors.slurm_states import default_resources
+
+ARRAY_TASK_ID = "${SLURM_ARRAY_TASK_ID}"
+RESOURCE_KEYS = ("time_min", "mem_mb", "cpus", "gpus")
+# A value made only of these needs no quotes on an #SBATCH line.
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.,:&|!*()\[\]+=@/%-]+")
+
+
+def render_sbatch_script(settings, submission: Submission, *, array_size: int = 0, array_throttle: int = 0) -> str:
+    """Given executor.slurm settings and a job, return its sbatch script. Raise ValueError for a
+    job that cannot be written as one (a newline in a path, unknown resources, a bad array).
+
+    submission.resources may override time_min, mem_mb, cpus and gpus (a retry with more time or
+    memory). With array_size N > 0 the script is a job array of tasks 0..N-1, at most
+    array_throttle of them running at once (0: no limit)."""
+    unknown = sorted(set(submission.resources) - set(RESOURCE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown resources {', '.join(unknown)}; known: {', '.join(RESOURCE_KEYS)}")
+    resources = {**default_resources(settings), **submission.resources}
+    spec_path, log_path = str(submission.spec_path), str(submission.log_path)
+    if array_size < 0 or array_throttle < 0:
+        raise ValueError("array_size and array_throttle cannot be negative")
+    if array_size and not (ARRAY_TASK_ID in spec_path and ARRAY_TASK_ID in log_path):
+        raise ValueError(f"a job array needs {ARRAY_TASK_ID} in the spec and log paths, one file per task")
+
+    options = [
+        f"--job-name=dlcwatch-{submission.job_id}",
+        f"--output={_log_pattern(log_path)}",
+        "--open-mode=append",  # a requeued job (preempted, node failure) adds to its log
+        "--nodes=1",
+        "--ntasks=1",
+        f"--cpus-per-task={int(resources['cpus'])}",
+    ]
+    if resources["mem_mb"]:
+        options.append(f"--mem={format_memory(int(resources['mem_mb']))}")
+    options.append(f"--time={format_minutes(int(resources['time_min']))}")
+    for name in ("partition", "account", "qos"):
+        if settings[name]:
+            options.append(f"--{name}={_sbatch_value(settings[name])}")
+    if resources["gpus"]:
+        kind = f"{settings.gpu_type}:" if settings.gpu_type else ""
+        if settings.gpu_option == "gpus":
+            options.append(f"--gpus={_sbatch_value(kind)}{int(resources['gpus'])}")
+        else:
+            options.append(f"--gres=gpu:{_sbatch_value(kind)}{int(resources['gpus'])}")
+    if settings.constraint:
+        options.append(f"--constraint={_sbatch_value(settings.constraint)}")
+    if array_size:
+        throttle = f"%{array_throttle}" if array_throttle else ""
+        options.append(f"--array=0-{array_size - 1}{throttle}")
+    for extra in settings.extra_sbatch:
+        extra = extra.strip()
+        extra = extra[len("#SBATCH"):].strip() if extra.upper().startswith("#SBATCH") else extra
+        _one_line(extra, "an extra sbatch option")
+        if extra:
+            options.append(extra)
+
+    command = [settings.command_prefix.strip()] if settings.command_prefix.strip() else []
+    command += [shlex.quote(settings.python), "-m", "dlcwatch.worker", _shell_path(spec_path)]
+    lines = ["#!/bin/bash"]
+    lines += [f"#SBATCH {option}" for option in options]
+    lines += [
+        f"# dlcwatch job {submission.job_id}: runs the worker, whose exit code becomes the job's.",
+        "set -e",
+        "export PYTHONUNBUFFERED=1",
+        *settings.setup,
+        "exec " + " ".join(command),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def format_minutes(minutes: int) -> str:
+    """Given whole minutes, return sbatch's time: 90 -> '01:30:00', 2880 -> '2-00:00:00'."""
+    if minutes < 1:
+        raise ValueError(f"a time limit must be at least one minute, got {minutes}")
+    days, rest = divmod(minutes, 24 * 60)
+    clock = f"{rest // 60:02d}:{rest % 60:02d}:00"
+    return f"{days}-{clock}" if days else clock
+
+
+def format_memory(megabytes: int) -> str:
+    """Given megabytes, return sbatch's memory: 16384 -> '16G', 1500 -> '1500M'."""
+    return f"{megabytes // 1024}G" if megabytes % 1024 == 0 else f"{megabytes}M"
+
+
+def _log_pattern(path: str) -> str:
+    """Given the log path, return it as a quoted sbatch filename pattern (task id -> %a)."""
+    _one_line(path, "the log path")
+    if "\\" in path:  # sbatch would take it as "no patterns here" and drop it: the log would go elsewhere
+        raise ValueError(f"the log path {path!r} contains a backslash, which sbatch cannot take in --output")
+    pattern = "%a".join(part.replace("%", "%%") for part in path.split(ARRAY_TASK_ID))
+    return '"' + pattern.replace('"', '\\"') + '"'
+
+
+def _shell_path(path: str) -> str:
+    """Given the spec path, return it quoted for bash, with the array task id left to expand."""
+    return '"${SLURM_ARRAY_TASK_ID}"'.join(_single_quote(part) if part else "" for part in path.split(ARRAY_TASK_ID))
+
+
+def _single_quote(text: str) -> str:
+    """Like shlex.quote, but always quoted, so a path reads as one in the script."""
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def _sbatch_value(value: str) -> str:
+    """Given a setting for an #SBATCH line, return it as sbatch reads it back, quoted when needed."""
+    _one_line(value, "an sbatch setting")
+    if not value or _PLAIN_VALUE.fullmatch(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _one_line(text: str, what: str) -> None:
+    if "\n" in text or "\r" in text:
+        raise ValueError(f"{what} {text!r} contains a line break, which an #SBATCH line cannot hold")

@@ -1,0 +1,324 @@
+"""The SLURM executor: each job is one sbatch job running `python -m dlcwatch.worker SPEC`.
+
+Every SLURM command goes through one runner, `runner(argv, timeout) -> (exit code, stdout,
+stderr)`, never through a shell, so a later `slurm.host: user@login` can wrap it in ssh.
+
+A poll costs at most two commands whatever the number of jobs: one `squeue` for all of them and,
+only for jobs squeue no longer lists (it forgets ended jobs after MinJobAge), one `sacct`. A job
+neither knows is judged by the worker's result file, else reported LOST. While the controller
+does not answer, poll() reports nothing (the daemon keeps every state as it is), slots() offers
+none, and the executor asks again after a pause that doubles up to MAX_BACKOFF_S.
+
+Job arrays: `submit_array` submits N specs as one array job (`--array=0-(N-1)%throttle`) and
+returns one id per task ('123_4'), which poll() and cancel() take like any job id. The daemon
+submits one job per Submission today; to use arrays it would write spec-<task>.json (each with
+its own result path) into one folder and record one job per task with its task id.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import time
+from typing import Callable
+
+from dlcwatch.executors.base import ExecutorError, JobStatus, Outcome, Submission
+from dlcwatch.executors.sbatch_script import render_sbatch_script
+from dlcwatch.executors.slurm_states import (
+    RETRY_BY_CAUSE,
+    SACCT_FORMAT,
+    SQUEUE_FORMAT,
+    SlurmRecord,
+    config_number,
+    is_accounting_disabled,
+    is_submit_limit,
+    is_unknown_job,
+    is_unreachable,
+    message_of,
+    next_resources,
+    parse_config,
+    parse_sacct,
+    parse_squeue,
+    status_of,
+)
+from dlcwatch.jobspec import EXIT_OK, read_result
+from dlcwatch.store import Job
+
+log = logging.getLogger("dlcwatch.executors.slurm")
+
+Runner = Callable[[list, float], "tuple[int, str, str]"]
+
+MAX_BACKOFF_S = 600.0     # longest pause between tries while the controller does not answer
+LIMIT_PAUSE_S = 300.0     # after a submit-limit refusal, submit again after this or when one of ours ends
+SCRIPT_NAME = "job.sbatch"
+_JOB_ID = re.compile(r"\d+")
+
+
+def run_command(argv: list[str], timeout: float, *, env: dict | None = None) -> tuple[int, str, str]:
+    """Given an argv list, run it without a shell; return (exit code, stdout, stderr).
+
+    A command that cannot start returns 127, one that runs past timeout 124, each with the
+    reason in stderr: the callers judge SLURM's answers, never Python exceptions."""
+    try:
+        completed = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                   timeout=timeout, env=env)
+    except FileNotFoundError:
+        return 127, "", f"{argv[0]}: command not found (are the SLURM client tools installed?)"
+    except subprocess.TimeoutExpired:
+        return 124, "", f"{argv[0]} timed out after {timeout:g} s"
+    except OSError as error:
+        return 126, "", f"{argv[0]}: {error}"
+    return completed.returncode, completed.stdout, completed.stderr
+
+
+class SlurmExecutor:
+    name = "slurm"
+
+    def __init__(self, settings, *, runner: Runner | None = None, clock=time.time):
+        self.settings = settings
+        self.runner = runner or run_command
+        self.clock = clock
+        self._cluster: dict[str, str] | None = None   # `scontrol show config`, read once
+        self._accounting: bool | None = None          # True: sacct answers; False: accounting disabled
+        self._sacct_failing = False
+        self._quiet_until = 0.0                       # the controller did not answer: no commands until then
+        self._backoff_s = 0.0
+        self._unreachable_since: float | None = None
+        self._last_problem = ""
+        self._limit_until = 0.0                       # a submit limit was hit: no submissions until then
+
+    @property
+    def poll_interval_s(self) -> float:
+        return self.settings.poll_interval_s
+
+    def next_resources(self, outcome: Outcome, resources: dict) -> dict | None:
+        """TIMEOUT: more time; OUT_OF_MEMORY: more memory (None at the caps); otherwise the same."""
+        if outcome in RETRY_BY_CAUSE:
+            return next_resources(outcome, resources, self.settings)
+        return resources
+
+    def reconfigure(self, config) -> None:
+        """Take the new executor.slurm settings (submitted jobs keep what they were given), and ask
+        the cluster again about its limits and accounting: a reload is when an admin changed them."""
+        self.settings = config.executor.slurm
+        self._cluster = None
+        self._accounting = None
+
+    def close(self) -> None:
+        """Nothing is held between commands; running jobs keep running."""
+
+    # ------------------------------------------------------------------ limits
+
+    def slots(self, active_jobs: int) -> int:
+        """Given how many of our jobs are active, return how many more may be submitted now: none
+        while the controller does not answer or a submit limit was hit, else up to
+        max_jobs_in_flight and the cluster's MaxJobCount."""
+        now = self.clock()
+        if now < self._quiet_until or now < self._limit_until:
+            return 0
+        cap = self.settings.max_jobs_in_flight
+        cluster = self.cluster_config()
+        if cluster is None:
+            return 0
+        max_jobs = config_number(cluster, "MaxJobCount")
+        if max_jobs:
+            cap = min(cap, max_jobs)
+        return max(0, cap - active_jobs)
+
+    def cluster_config(self) -> dict[str, str] | None:
+        """Return `scontrol show config` as a dict, asked once and kept; None while unreachable."""
+        if self._cluster is None:
+            if self.clock() < self._quiet_until:
+                return None
+            code, out, err = self._run(["scontrol", "show", "config"])
+            if code != 0:
+                problem = message_of(err, out)
+                if is_unreachable(problem):
+                    self._unreachable(problem)
+                    return None
+                log.warning("cannot read the SLURM configuration (%s); only executor.slurm limits apply", problem)
+                self._cluster = {}
+            else:
+                self._reachable()
+                self._cluster = parse_config(out)
+        return self._cluster
+
+    # ------------------------------------------------------------------ submit
+
+    def submit(self, submission: Submission) -> str:
+        """Write the job's sbatch script next to its spec and submit it; return SLURM's job id.
+        Raise ExecutorError with SLURM's own words when it refuses or does not answer."""
+        script = self._write_script(submission)
+        return self._sbatch(script, submission, f"job {submission.job_id}")
+
+    def submit_array(self, submission: Submission, count: int, *, throttle: int = 0) -> list[str]:
+        """Given a submission whose spec and log paths hold ARRAY_TASK_ID (sbatch_script), submit
+        one job array of count tasks, at most throttle running at once (0: no limit); return the
+        task ids ('123_0', '123_1', …). Raise ExecutorError beyond the cluster's MaxArraySize."""
+        if count < 1:
+            raise ExecutorError("a job array needs at least one task")
+        max_size = config_number(self.cluster_config() or {}, "MaxArraySize")
+        if max_size and count > max_size:
+            raise ExecutorError(f"a job array of {count} tasks is larger than the cluster allows "
+                                f"(MaxArraySize = {max_size}); submit it in parts of at most {max_size}")
+        script = self._write_script(submission, array_size=count, array_throttle=throttle)
+        array_id = self._sbatch(script, submission, f"job array {submission.job_id}")
+        return [f"{array_id}_{task}" for task in range(count)]
+
+    def _write_script(self, submission: Submission, **array) -> str:
+        try:
+            text = render_sbatch_script(self.settings, submission, **array)
+        except ValueError as error:
+            raise ExecutorError(f"cannot write the sbatch script of job {submission.job_id}: {error}") from error
+        try:
+            submission.work_dir.mkdir(parents=True, exist_ok=True)
+            submission.log_path.parent.mkdir(parents=True, exist_ok=True)
+            path = submission.work_dir / SCRIPT_NAME
+            path.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise ExecutorError(f"cannot write the sbatch script of job {submission.job_id}: "
+                                f"{error.strerror or error}") from error
+        return str(path)
+
+    def _sbatch(self, script: str, submission: Submission, what: str) -> str:
+        code, out, err = self._run(["sbatch", "--parsable", f"--chdir={submission.work_dir}", script])
+        if code != 0:
+            problem = message_of(err, out)
+            if is_unreachable(problem):
+                self._unreachable(problem)
+                raise ExecutorError(f"SLURM controller not answering, {what} not submitted: {problem}")
+            if is_submit_limit(problem):
+                self._limit_until = self.clock() + LIMIT_PAUSE_S
+                log.warning("SLURM refused %s for a submit limit (%s); submitting again when one of ours "
+                            "ends", what, problem)
+                raise ExecutorError(f"SLURM refused {what}: submit limit reached ({problem}); submitting "
+                                    "again when one of our jobs ends")
+            raise ExecutorError(f"sbatch refused {what}: {problem}")
+        self._reachable()
+        job_id = out.strip().split(";")[0]  # "123" or "123;cluster"
+        if not _JOB_ID.fullmatch(job_id):
+            raise ExecutorError(f"sbatch accepted {what} but answered {out.strip()!r}, not a job id")
+        if err.strip():
+            log.info("sbatch said about %s (SLURM job %s): %s", what, job_id, message_of(err))
+        return job_id
+
+    # ------------------------------------------------------------------ poll
+
+    def poll(self, jobs: list[Job]) -> dict[int, JobStatus]:
+        """Given active jobs, return the status of those SLURM (or the worker) has news of: one
+        squeue call, and one sacct call for the jobs squeue no longer lists."""
+        ours = [job for job in jobs if job.executor_job_id]
+        if not ours or self.clock() < self._quiet_until:
+            return {}
+        ids = sorted({job.executor_job_id for job in ours}, key=_id_order)
+        code, out, err = self._run(["squeue", "--noheader", "--array", "--states=all", f"--jobs={','.join(ids)}",
+                                    f"--Format={SQUEUE_FORMAT}"])
+        if code == 0:
+            listed = parse_squeue(out)
+        elif is_unknown_job(message_of(err, out)):
+            listed = {}  # asked about one job only, and squeue has forgotten it
+        else:
+            self._unreachable(message_of(err, out))
+            return {}
+        self._reachable()
+        statuses = {job.id: status_of(listed[job.executor_job_id]) for job in ours if job.executor_job_id in listed}
+        missing = [job for job in ours if job.executor_job_id not in listed]
+        if missing:
+            accounted, definite = self._sacct([job.executor_job_id for job in missing])
+            for job in missing:
+                record = accounted.get(job.executor_job_id)
+                status = status_of(record) if record else self._judge_by_result(job, definite)
+                if status is not None:
+                    statuses[job.id] = status
+        if any(status.outcome.ended for status in statuses.values()):
+            self._limit_until = 0.0  # one of ours ended: a submit limit has room again
+        return statuses
+
+    def _sacct(self, ids: list[str]) -> tuple[dict[str, SlurmRecord], bool]:
+        """Given job ids squeue does not list, return (sacct's records, definite): definite is False
+        when sacct could not be asked, so a job missing from it is not known to be gone."""
+        if self._accounting is False:
+            return {}, True
+        code, out, err = self._run(["sacct", "--noheader", "--parsable2", "--allocations",
+                                    f"--jobs={','.join(sorted(ids, key=_id_order))}", f"--format={SACCT_FORMAT}"])
+        if code != 0:
+            problem = message_of(err, out)
+            if is_accounting_disabled(problem):
+                log.info("SLURM accounting is disabled: jobs squeue forgot are judged by their result files")
+                self._accounting = False
+                return {}, True
+            if not self._sacct_failing:  # said once per stretch of failures, not at every poll
+                log.warning("sacct failed (%s); jobs squeue no longer lists wait for it, or for their result "
+                            "files", problem)
+            self._sacct_failing = True
+            return {}, False
+        self._accounting, self._sacct_failing = True, False
+        return parse_sacct(out), True
+
+    def _judge_by_result(self, job: Job, definite: bool) -> JobStatus | None:
+        """Given a job SLURM no longer lists, return its status from the worker's result file;
+        LOST without one when SLURM's silence is definite, else None (no news)."""
+        result = read_result(job.result_path) or {}
+        code = result.get("exit_code") if result.get("finished") else None
+        if code is not None:
+            outcome = Outcome.COMPLETED if code == EXIT_OK else Outcome.FAILED
+            return JobStatus(outcome, f"SLURM no longer lists job {job.executor_job_id}; its worker ended with "
+                                      f"exit code {code}", code)
+        if not definite:
+            return None
+        sources = "squeue nor sacct" if self._accounting else "squeue (accounting is disabled)"
+        return JobStatus(Outcome.LOST, f"SLURM job {job.executor_job_id} is known to neither {sources}, and its "
+                                       "worker wrote no final result")
+
+    # ------------------------------------------------------------------ cancel
+
+    def cancel(self, job: Job) -> None:
+        """Cancel the job in SLURM (scancel); a job that already ended is fine. Raise ExecutorError."""
+        if not job.executor_job_id:
+            return
+        code, out, err = self._run(["scancel", job.executor_job_id])
+        problem = message_of(err, out)
+        if code == 0 or is_unknown_job(problem) or "already completing or completed" in problem.lower():
+            return
+        if is_unreachable(problem):
+            self._unreachable(problem)
+        raise ExecutorError(f"scancel of SLURM job {job.executor_job_id} failed: {problem}")
+
+    # ------------------------------------------------------------------ the controller's health
+
+    def _run(self, argv: list[str]) -> tuple[int, str, str]:
+        return self.runner(argv, self.settings.command_timeout_s)
+
+    def _unreachable(self, problem: str) -> None:
+        """The controller did not answer (or squeue failed otherwise): pause, longer each time, and
+        say so once."""
+        now = self.clock()
+        first = self.settings.unreachable_backoff_s
+        self._backoff_s = min(MAX_BACKOFF_S, self._backoff_s * 2 if self._backoff_s else first)
+        self._quiet_until = now + self._backoff_s
+        self._last_problem = problem
+        what = "SLURM controller not answering" if is_unreachable(problem) else "SLURM command failed"
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+            log.warning("%s (%s); our jobs keep running; asking again in %.0f s, then less often while it "
+                        "lasts", what, problem, self._backoff_s)
+        else:
+            log.debug("%s again (%s); next try in %.0f s", what, problem, self._backoff_s)
+
+    def _reachable(self) -> None:
+        if self._unreachable_since is not None:
+            log.info("SLURM controller answers again, after %.0f s", self.clock() - self._unreachable_since)
+        self._unreachable_since = None
+        self._backoff_s = 0.0
+        self._quiet_until = 0.0
+
+    @property
+    def unreachable(self) -> str:
+        """Why the controller counts as unreachable now, or '' when it answers."""
+        return self._last_problem if self._unreachable_since is not None else ""
+
+
+def _id_order(job_id: str) -> tuple[int, int]:
+    array_id, _, task = job_id.partition("_")
+    return (int(array_id) if array_id.isdigit() else 0, int(task) if task.isdigit() else -1)
