@@ -59,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--failed", action="store_true", help="retry every failed video")
     retry.set_defaults(func=command_retry)
 
+    cancel = commands.add_parser("cancel", parents=[with_config], help="cancel a video's job, or a job",
+                                 description="Stop a running or pending job (scancel on SLURM). Its videos "
+                                             "are marked failed and stay so until `dlcwatch retry`; other "
+                                             "videos in the same job are cancelled with it.")
+    which = cancel.add_mutually_exclusive_group(required=True)
+    which.add_argument("video", nargs="?", help="video id, path, or part of its file name")
+    which.add_argument("--job", type=int, metavar="ID", help="a dlcwatch job id (see `dlcwatch status`)")
+    cancel.set_defaults(func=command_cancel)
+
     config = commands.add_parser("config", help="validate the configuration or print an example",
                                  description="Check a configuration file, or print the commented example.")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -191,6 +200,37 @@ def command_retry(args) -> int:
         print(f"video {video.id} will be analyzed again: {video.path}")
     if not videos:
         print("no failed videos")
+    return 0
+
+
+def command_cancel(args) -> int:
+    from dlcwatch.executors import ExecutorError, make_executor
+    from dlcwatch.states import JOB_ACTIVE
+
+    config = load_config(find_config_path(args.config), check_paths=False)
+    store = Store(config.state.database)
+    if args.job is not None:
+        job_id = args.job
+    else:
+        video = _find_one(store, args.video)
+        if video is None:
+            return EXIT_FAILURE
+        job_id = video.job_id
+    try:
+        job = store.job(job_id) if job_id is not None else None
+    except KeyError:
+        job = None
+    if job is None or job.state not in JOB_ACTIVE:
+        print(f"dlcwatch: no pending or running job to cancel ({'job ' + str(job_id) if job_id else 'no job'})",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        make_executor(config).cancel(job)
+    except ExecutorError as error:
+        print(f"dlcwatch: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    store.add_event("cancel requested by a person", job_id=job.id)
+    print(f"job {job.id} ({job.executor} {job.executor_job_id}) cancelled; the daemon marks its videos failed")
     return 0
 
 

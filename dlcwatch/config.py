@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ class ListOf:
     min_items: int = 0
     example: list = field(default_factory=list)
 
+
+# The executor sections need Option and Section, defined above.
+from dlcwatch.executors.slurm_schema import SLURM_SECTION  # noqa: E402
 
 VIDEO_PATTERNS = ["*.mp4", "*.avi", "*.mov", "*.mkv", "*.mpg", "*.mpeg", "*.m4v", "*.wmv"]
 
@@ -131,8 +135,8 @@ SCHEMA = Section("dlcwatch configuration", {
                         example="/data/models/openfield-behavior.joblib"),
     }),
     "executor": Section("Where jobs run.", {
-        "kind": Option("choice", "'local' runs jobs as processes on this machine.", default="local",
-                       choices=("local",)),
+        "kind": Option("choice", "'local' runs jobs as processes on this machine; 'slurm' submits them to "
+                       "a SLURM cluster with sbatch.", default="local", choices=("local", "slurm")),
         "videos_per_job": Option("int", "Videos analyzed by one job, so the model loads once for "
                                  "several videos.", default=4, minimum=1),
         "max_attempts": Option("int", "Attempts per video before it is marked failed for a person to "
@@ -146,6 +150,7 @@ SCHEMA = Section("dlcwatch configuration", {
             "time_limit_s": Option("float", "Kill a job that runs longer than this (0: no limit).",
                                    default=0.0, minimum=0),
         }),
+        "slurm": SLURM_SECTION,
     }),
     "notify": Section("Messages to people when videos are done or need attention. Both channels are "
                       "optional; a channel that fails is retried later and never stops the pipeline.", {
@@ -342,6 +347,8 @@ def _check_paths(config: Node, problems: list[str]) -> None:
     if isinstance(behavior_model, str) and behavior_model and not Path(behavior_model).is_file():
         problems.append(f"behavior.model: {behavior_model} does not exist; train one with "
                         "`dlcwatch behavior train` or leave it empty")
+    if config.executor.kind == "slurm" and shutil.which("sbatch") is None:
+        problems.append("executor.kind: 'slurm' needs the SLURM client tools (sbatch, squeue) on this machine")
     python = config.executor.local.python
     if isinstance(python, str) and python and not os.access(python, os.X_OK):
         problems.append(f"executor.local.python: {python} is not an executable")

@@ -7,6 +7,7 @@ the last one left off. `now` is passed in, so tests drive the loop tick by tick.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -33,6 +34,11 @@ S = VideoState
 MAX_DELIVERY_BACKOFF_S = 3600.0
 # Videos in these states still need the daemon; with none left, `run --until-idle` returns.
 BUSY_STATES = (S.SETTLING, S.QUEUED, S.SUBMITTED, S.RUNNING, S.ANALYZED, S.DELIVERING)
+
+
+def _describe_resources(resources: dict) -> str:
+    names = {"time_min": "a {} min time limit", "mem_mb": "{} MB memory", "cpus": "{} CPUs", "gpus": "{} GPUs"}
+    return ", ".join(names.get(key, key + " {}").format(value) for key, value in sorted(resources.items()))
 
 
 def remote_destination(config) -> RemoteDestination | None:
@@ -65,6 +71,7 @@ class Daemon:
         self.stop_requested = False
         self.reload_requested = False
         self._delivery_failures = 0
+        self._next_poll = 0.0
 
     def _make_intake(self, config) -> Intake:
         self.events = FileEvents() if self.watch_events else None
@@ -230,19 +237,28 @@ class Daemon:
     # ------------------------------------------------------------------ submit
 
     def submit(self, now: float) -> None:
-        """Pack queued videos into jobs, as many as the executor has room for."""
+        """Pack queued videos into jobs, as many as the executor has room for.
+
+        Videos that need more than the defaults (a retry after a timeout) share jobs only with
+        videos that need the same."""
         slots = self.executor.slots(len(self.store.active_jobs()))
         if slots <= 0:
             return
         ready = [video for video in self.store.videos([S.QUEUED]) if not video.not_before or video.not_before <= now]
+        groups: dict[str, list[Video]] = {}
+        for video in ready:
+            groups.setdefault(json.dumps(video.resources, sort_keys=True), []).append(video)
         size = self.config.executor.videos_per_job
-        for start in range(0, min(len(ready), slots * size), size):
+        batches = [group[start:start + size] for group in groups.values() for start in range(0, len(group), size)]
+        for batch in batches[:slots]:
             if self.stop_requested:
                 return
-            self._submit_batch(ready[start:start + size], now)
+            self._submit_batch(batch, now)
 
     def _submit_batch(self, videos: list[Video], now: float) -> None:
-        job = self.store.create_job(self.executor.name, [video.id for video in videos], now=now)
+        resources = videos[0].resources
+        job = self.store.create_job(self.executor.name, [video.id for video in videos], resources=resources,
+                                    now=now)
         work_dir = self.jobs_dir / f"job{job.id}"
         spec_path, result_path, log_path = work_dir / "spec.json", work_dir / "result.json", work_dir / "worker.log"
         model = self.config.model
@@ -259,7 +275,7 @@ class Daemon:
         self.store.update_job(job.id, spec_path=str(spec_path), result_path=str(result_path),
                                     log_path=str(log_path), now=now)
         try:
-            executor_id = self.executor.submit(Submission(job.id, spec_path, log_path, work_dir, {}))
+            executor_id = self.executor.submit(Submission(job.id, spec_path, log_path, work_dir, resources))
         except ExecutorError as error:
             self.store.set_job_state(job.id, JobState.FAILED, f"submission refused: {error}", now=now)
             for video in videos:
@@ -274,9 +290,15 @@ class Daemon:
     def poll(self, now: float) -> None:
         """Ask the executor about every active job at once, then act on what ended."""
         active = [job for job in self.store.active_jobs() if job.executor_job_id]
-        if not active:
+        if not active or now < self._next_poll:
             return
+        self._next_poll = now + self.executor.poll_interval_s
         statuses = self.executor.poll(active)
+        if self.executor.unreachable:
+            self.store.set_condition("executor", f"{self.executor.name} does not answer: {self.executor.unreachable}; "
+                                     "jobs keep running, state is kept", now=now)
+        else:
+            self.store.clear_condition("executor", now=now)
         for job in active:
             status = statuses.get(job.id)
             if status is None:
@@ -317,10 +339,17 @@ class Daemon:
                     why = f"job {job.id} ended ({status.outcome.value}: {status.detail or 'no detail'}) " \
                           "before analyzing it"
                 if status.outcome is Outcome.CANCELLED:
+                    # A person cancelled it: leave it so, until a person asks again.
                     self.store.set_video_state(video.id, S.FAILED, f"job {job.id} was cancelled; run "
                                                "`dlcwatch retry` to analyze it again", now=now)
+                    continue
+                resources = self.executor.next_resources(status.outcome, job.resources)
+                if resources is None:
+                    self.store.set_video_state(video.id, S.FAILED, f"{why}; it already had the most "
+                                               f"{status.outcome.value.replace('_', ' ')} allows in the config "
+                                               "(raise the cap, then run `dlcwatch retry`)", now=now)
                 else:
-                    self._retry_or_fail(video, why, now)
+                    self._retry_or_fail(video, why, now, resources=resources)
 
     def _end_job(self, job: Job, result: dict | None, status: JobStatus, now: float) -> None:
         detail = f"{status.outcome.value}" + (f" ({status.detail})" if status.detail else "")
@@ -333,7 +362,8 @@ class Daemon:
                                      now=now, reason=detail)
         self._remove_project_view(job)
 
-    def _retry_or_fail(self, video: Video, why: str, now: float, *, count_attempt: bool = True) -> None:
+    def _retry_or_fail(self, video: Video, why: str, now: float, *, count_attempt: bool = True,
+                       resources: dict | None = None) -> None:
         settings = self.config.executor
         attempts = video.attempts if count_attempt else max(0, video.attempts - 1)
         if attempts >= settings.max_attempts:
@@ -341,8 +371,10 @@ class Daemon:
                                        "run `dlcwatch retry` once the cause is fixed", now=now, attempts=attempts)
             return
         delay = settings.retry_backoff_s * 2 ** max(0, attempts - 1)
+        more = f" with {_describe_resources(resources)}" if resources and resources != video.resources else ""
         self.store.set_video_state(video.id, S.QUEUED, f"attempt {attempts} failed ({why}); trying again in "
-                                   f"{delay:.0f} s", now=now, attempts=attempts, not_before=now + delay)
+                                   f"{delay:.0f} s{more}", now=now, attempts=attempts, not_before=now + delay,
+                                   resources=video.resources if resources is None else resources)
 
     def _remove_project_view(self, job: Job) -> None:
         shutil.rmtree(Path(job.spec_path).parent / "project", ignore_errors=True)

@@ -8,6 +8,7 @@ audit trail a person reads when asking "what happened to this video?".
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -30,7 +31,8 @@ event_log = logging.getLogger("dlcwatch.events")
 ATTENTION_STATES = {VideoState.FAILED.value, VideoState.QUARANTINED.value, VideoState.MISSING.value,
                     JobState.FAILED.value}
 
-# Named migrations, applied in order, each in one transaction with its record.
+# Named migrations, applied in order, each in one transaction with its record. Statements are split
+# on ';', so comments inside them must not contain one.
 MIGRATIONS: list[tuple[str, str]] = [
     (
         "0001_initial",
@@ -127,12 +129,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0004_video_resources",
+        """
+        -- What the next job of this video asks for, as JSON: more time after a timeout, etc.
+        ALTER TABLE videos ADD COLUMN resources TEXT NOT NULL DEFAULT '{}';
+        """,
+    ),
 ]
 
 VIDEO_FIELDS = frozenset({
     "reason", "size", "mtime_ns", "stable_since", "sha256", "frames", "fps", "duration",
     "codec", "width", "height", "duplicate_of", "job_id", "attempts", "not_before", "output_dir", "reported",
-    "alerted",
+    "alerted", "resources",
 })
 JOB_FIELDS = frozenset({"executor_job_id", "reason", "started", "ended", "spec_path", "result_path", "log_path",
                         "resources"})
@@ -169,11 +178,13 @@ class Video:
     updated: float
     reported: float | None = None
     alerted: float | None = None
+    resources: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Video":
         values = dict(row)
         values["state"] = VideoState(values["state"])
+        values["resources"] = json.loads(values.get("resources") or "{}")
         return cls(**values)
 
 
@@ -501,8 +512,6 @@ class Store:
                 return self.job(job_id)
             check_job_transition(old, new)
             fields = dict(fields, state=new.value)
-            if "resources" in fields:
-                fields["resources"] = json.dumps(fields["resources"])
             if new is JobState.RUNNING:
                 fields.setdefault("started", now)
             if new not in JOB_ACTIVE:
@@ -612,6 +621,8 @@ def _check_fields(fields: dict, allowed: frozenset) -> None:
 
 def _update(db: sqlite3.Connection, table: str, row_id: int, fields: dict, now: float) -> None:
     fields = dict(fields, updated=now)
+    if "resources" in fields and not isinstance(fields["resources"], str):
+        fields["resources"] = json.dumps(fields["resources"], sort_keys=True)
     # Column names come from the allow-lists above, never from input.
     assignments = ", ".join(f"{name} = ?" for name in fields)
     db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", (*fields.values(), row_id))
