@@ -22,6 +22,7 @@ from pathlib import Path
 from dlcwatch.config import parse_clock_time
 from dlcwatch.notify import CHANNELS, Message, send_all
 from dlcwatch.states import VideoState
+from dlcwatch.status import format_duration
 from dlcwatch.store import Store, Video
 
 log = logging.getLogger("dlcwatch.notifications")
@@ -49,7 +50,7 @@ def queue_notifications(store: Store, settings, *, busy: bool, now: float) -> No
     for condition in store.conditions():
         if condition["alerted"] is None and now - condition["since"] >= settings.alert_after_s:
             message = Message(kind="alert", title="dlcwatch needs attention",
-                              summary=f"{condition['message']} (for {_duration(now - condition['since'])}).",
+                              summary=f"{condition['message']} (for {format_duration(now - condition['since'])}).",
                               fields={"problem": condition["name"]})
             store.queue_message(message.to_dict(), channels, mark="alerted", video_ids=[], now=now)
             store.mark_condition_alerted(condition["name"], now=now)
@@ -78,7 +79,7 @@ def digest_message(store: Store, now: float) -> Message:
     finished = {state.value: store.count_events(state, since=since) for state in FINISHED}
     counts = store.counts()
     pending = sum(counts.get(state.value, 0) for state in VideoState if state not in FINISHED)
-    problems = [f"{c['message']} (for {_duration(now - c['since'])})" for c in store.conditions()]
+    problems = [f"{c['message']} (for {format_duration(now - c['since'])})" for c in store.conditions()]
     waiting = [f"{Path(video.path).name} ({video.state.value}): {video.reason}"
                for video in store.videos(NEEDS_A_PERSON, order="recent", limit=10)]
     summary = f"Last 24 hours: {finished['done']} video(s) delivered; {pending} pending now."
@@ -121,7 +122,7 @@ def batch_message(videos: list[Video]) -> Message:
         if video.output_dir and len(attachments) < MAX_ATTACHMENTS:
             attachments += sorted(Path(video.output_dir).glob("*_qc.png"))[:1]
     fields = {state: str(len(items)) for state, items in by_state.items()}
-    fields.update({"frames": f"{frames:,}", "wall time": _duration(wall)})
+    fields.update({"frames": f"{frames:,}", "wall time": format_duration(wall)})
     failures = len(videos) - len(done)
     title = f"{len(done)} video(s) done" + (f", {failures} not analyzed" if failures else "")
     return Message(kind="batch_done", title=title, summary=summary, lines=lines, fields=fields,
@@ -179,8 +180,3 @@ def send_due(store: Store, settings, *, now: float, stop: threading.Event | None
         else:
             log.info("notification %d sent: %s", item.id, message.title)
 
-
-def _duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"

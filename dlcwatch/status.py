@@ -72,11 +72,11 @@ def render_status(data: dict) -> Group:
     """Lay the status out for a terminal."""
     parts: list = [Text(headline(data), style="bold red" if data["attention"] else "bold")]
     for problem in data["problems"]:
-        parts.append(Text(f"problem for {_duration(problem['for_s'])}: {problem['message']}", style="bold yellow"))
+        parts.append(Text(f"problem for {format_duration(problem['for_s'])}: {problem['message']}", style="bold yellow"))
     pace = data["throughput"]
     line = f"done in the last hour: {pace['done_last_hour']}, last day: {pace['done_last_day']}"
     if data["pending"]:
-        line += f"; {data['pending']} pending" + (f", done in about {_duration(data['eta_s'])}"
+        line += f"; {data['pending']} pending" + (f", done in about {format_duration(data['eta_s'])}"
                                                   if data["eta_s"] else "")
     parts.append(Text(line))
     if data["attention"]:
@@ -87,7 +87,7 @@ def render_status(data: dict) -> Group:
             jobs.add_column(column)
         for job in data["active_jobs"]:
             names = ", ".join(job["videos"][:3]) + (f" +{len(job['videos']) - 3}" if len(job["videos"]) > 3 else "")
-            jobs.add_row(str(job["id"]), job["state"], job["executor_job_id"] or "-", _duration(job["elapsed_s"]),
+            jobs.add_row(str(job["id"]), job["state"], job["executor_job_id"] or "-", format_duration(job["elapsed_s"]),
                          names)
         parts += [Text(""), jobs]
     if data["videos"]:
@@ -97,7 +97,7 @@ def render_status(data: dict) -> Group:
         for video in data["videos"]:
             why = video["reason"] if video["state"] not in ("done",) else ""
             videos.add_row(str(video["id"]), Text(video["state"], style=STATE_STYLE.get(video["state"], "")),
-                           _duration(video["updated_ago_s"]) + " ago", Path(video["path"]).name, why)
+                           format_duration(video["updated_ago_s"]) + " ago", Path(video["path"]).name, why)
         parts += [Text(""), videos]
     return Group(*parts)
 
@@ -122,7 +122,8 @@ def format_show(store: Store, video: Video) -> str:
     return "\n".join(lines)
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """Given seconds, return a short human duration: 45s, 12m, 3h05m, 2d04h."""
     seconds = max(0, int(seconds))
     if seconds < 60:
         return f"{seconds}s"
