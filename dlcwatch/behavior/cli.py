@@ -159,10 +159,13 @@ def _show_warnings() -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from dlcwatch.behavior.train import TrainingConfig, train_and_save
 
     _show_warnings()
     low, high = args.min_cluster_size
+    console = Console(stderr=True, highlight=False)
     try:
         config = TrainingConfig(
             min_cluster_size_percent=(low, high),
@@ -170,10 +173,14 @@ def _train(args: argparse.Namespace) -> int:
             max_clusters=args.max_clusters,
             seed=args.seed,
         )
-        written = train_and_save(
-            args.keypoints, args.out, args.fps, config=config, bodyparts=args.bodyparts,
-            progress=lambda message: _say(f"train: {message}"),
-        )
+        # Each stage is printed as it starts; on a terminal a spinner shows the one in progress.
+        with console.status("train: starting") as status:
+            def progress(message: str) -> None:
+                console.print(f"train: {message}")
+                status.update(f"train: {message.strip()} …")
+
+            written = train_and_save(args.keypoints, args.out, args.fps, config=config, bodyparts=args.bodyparts,
+                                     progress=progress)
     except (BehaviorError, OSError) as error:
         return _fail(error)
     for kind, path in written.items():
