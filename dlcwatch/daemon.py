@@ -22,6 +22,7 @@ from dlcwatch.executors.base import Submission
 from dlcwatch.intake import Intake
 from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, read_result, write_json_atomic
 from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
+from dlcwatch.packing import pack_by_frames
 from dlcwatch.remote import RemoteDestination, parse_remote
 from dlcwatch.sdnotify import SystemdNotifier
 from dlcwatch.states import JobState, VideoState
@@ -240,7 +241,7 @@ class Daemon:
         """Pack queued videos into jobs, as many as the executor has room for.
 
         Videos that need more than the defaults (a retry after a timeout) share jobs only with
-        videos that need the same."""
+        videos that need the same; within that, jobs get about the same number of frames."""
         slots = self.executor.slots(len(self.store.active_jobs()))
         if slots <= 0:
             return
@@ -249,7 +250,8 @@ class Daemon:
         for video in ready:
             groups.setdefault(json.dumps(video.resources, sort_keys=True), []).append(video)
         size = self.config.executor.videos_per_job
-        batches = [group[start:start + size] for group in groups.values() for start in range(0, len(group), size)]
+        batches = [batch for group in groups.values()
+                   for batch in pack_by_frames(group, size, frames=lambda video: video.frames or 0)]
         for batch in batches[:slots]:
             if self.stop_requested:
                 return
