@@ -101,3 +101,31 @@ def test_a_timeout_is_retried_with_more_time_and_a_cancel_is_left_cancelled(slur
         assert daemon.store.video(1).state is S.FAILED and not daemon.store.active_jobs()
     finally:
         daemon.close()
+
+
+def test_the_controller_stopped_mid_run_the_daemon_waits_and_loses_nothing(slurm_env, tiny_model, tmp_path):
+    config_path = slurm_config(tmp_path, tiny_model, unreachable_backoff_s=1.0, command_timeout_s=5.0)
+    for index in range(2):
+        write_video(tmp_path / "videos" / f"m{index}.mp4", frames=30, phase=index)
+    daemon = Daemon(load_config(config_path), watch_events=False)
+    daemon.start()
+    try:
+        tick_until(daemon, lambda: daemon.store.active_jobs(), 60, "a SLURM job")
+        slurm_env.control("ctld-stop")
+        try:
+            tick_until(daemon, lambda: any(c["name"] == "executor" for c in daemon.store.conditions()), 60,
+                       "the outage to be noticed")
+            before = {video.id: video.state for video in daemon.store.videos()}
+            for _ in range(10):  # the controller stays away: nothing may change state meanwhile
+                daemon.tick(time.time())
+                time.sleep(0.3)
+            assert {video.id: video.state for video in daemon.store.videos()} == before
+            assert "does not answer" in daemon.store.conditions()[0]["message"]
+        finally:
+            slurm_env.control("ctld-start")
+        tick_until(daemon, daemon.idle, 240, "every video delivered after the outage")
+        assert [video.state for video in daemon.store.videos()] == [S.DONE, S.DONE]
+        assert daemon.store.conditions() == []
+        assert all(video.attempts == 1 for video in daemon.store.videos())
+    finally:
+        daemon.close()
