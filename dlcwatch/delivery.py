@@ -46,7 +46,7 @@ def deliver(video: Video, job: Job, entry: dict, job_result: dict, output_root: 
     Raise OutputsGone if staging lost them, OSError if the destination refuses."""
     if remote is None:
         folder = output_folder(output_root, video)
-        _set_aside_foreign(folder, video)
+        _set_aside_foreign(folder, video, _names_written(video, entry))
         _assemble(folder, video, job, entry, job_result, model, now)
         return str(folder)
     relative = output_folder(".", video)
@@ -96,8 +96,18 @@ def _assemble(folder: Path, video: Video, job: Job, entry: dict, job_result: dic
     return manifest
 
 
-def _set_aside_foreign(folder: Path, video: Video) -> None:
-    """Keep results of a different video that happen to sit where ours go: rename them aside."""
+def _names_written(video: Video, entry: dict) -> set[str]:
+    """Given a video and its result entry, return the file names a delivery writes."""
+    stem = Path(video.relpath).stem
+    names = {delivered_name(stem, entry.get("staged_stem", ""), Path(path)) for path in entry.get("outputs", {}).values()}
+    return names | {MANIFEST}
+
+
+def _set_aside_foreign(folder: Path, video: Video, ours: set[str]) -> None:
+    """Keep results of a different video that happen to sit where ours go: rename them aside.
+
+    A folder without a manifest that holds only files this delivery writes (and the temporary
+    files of a copy) is an earlier delivery of this video, interrupted: it is completed in place."""
     if not folder.exists():
         return
     try:
@@ -106,7 +116,12 @@ def _set_aside_foreign(folder: Path, video: Video) -> None:
         previous = None
     if previous == video.sha256:
         return  # a re-delivery of the same video: replace file by file
-    if not any(folder.iterdir()):
+    present = [path.name for path in folder.iterdir()]
+    interrupted = all(name in ours or (name.startswith(".") and name.endswith(".part")) for name in present)
+    if previous is None and interrupted:
+        for name in present:
+            if name.endswith(".part"):
+                (folder / name).unlink(missing_ok=True)
         return
     stamp = time.strftime("%Y%m%dT%H%M%S")
     folder.rename(folder.with_name(f"{folder.name}.replaced-{stamp}"))

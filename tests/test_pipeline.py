@@ -3,7 +3,6 @@
 Real SQLite, real ffmpeg, a real tiny DeepLabCut model, the real local executor and worker."""
 
 import hashlib
-import os
 import shutil
 import signal
 import subprocess
@@ -12,11 +11,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from conftest import cli, needs_dlc, write_config
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
+from dlcwatch.delivery import delivered_name
 from dlcwatch.jobspec import read_json
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
@@ -188,5 +187,41 @@ def test_an_unreachable_destination_keeps_results_until_it_is_back(tiny_model, t
         assert (tmp_path / "results" / "day1" / "m" / "manifest.json").exists()
         assert not source.exists() and (tmp_path / "analyzed" / "day1" / "m.mp4").exists()
         assert "source moved to" in daemon.store.events(video_id=video.id)[-1].message
+    finally:
+        daemon.close()
+
+
+def test_an_interrupted_delivery_is_completed_in_place_and_foreign_results_are_kept(tiny_model, tmp_path):
+    config_path = write_config(tmp_path, tiny_model, watch={"settle_s": 0.2})
+    write_video(tmp_path / "videos" / "a.mp4", frames=30)
+    write_video(tmp_path / "videos" / "b.mp4", frames=30, phase=1)
+    daemon = Daemon(load_config(config_path), watch_events=False)
+    daemon.start()
+    original_deliver = daemon._deliver_one
+    daemon._deliver_one = lambda video, now: None  # hold delivery back: both stay analyzed
+    try:
+        deadline = time.monotonic() + 300
+        while daemon.store.counts().get("analyzed", 0) < 2 and time.monotonic() < deadline:
+            daemon.tick(time.time())
+            time.sleep(0.2)
+        results = tmp_path / "results"
+        # a: what a daemon killed in the middle of copying leaves: one output, a temp file, no manifest
+        (results / "a").mkdir(parents=True)
+        [first] = [v for v in daemon.store.videos() if v.relpath == "a.mp4"]
+        entry = read_json(daemon.store.job(first.job_id).result_path)["videos"][str(first.id)]
+        partial_name = delivered_name("a", entry["staged_stem"], Path(entry["outputs"]["keypoints_h5"]))
+        (results / "a" / partial_name).write_bytes(b"half")
+        (results / "a" / f".{partial_name}.x1y2.part").write_bytes(b"ha")
+        # b: somebody else's files where b's results go
+        (results / "b").mkdir()
+        (results / "b" / "notes from a person.txt").write_text("keep me")
+        daemon._deliver_one = original_deliver
+        while not daemon.idle() and time.monotonic() < deadline:
+            daemon.tick(time.time())
+        assert sorted(p.name for p in results.iterdir() if not p.name.startswith("b.replaced-")) == ["a", "b"]
+        assert (results / "a" / "manifest.json").exists() and not list((results / "a").glob(".*.part"))
+        assert (results / "a" / partial_name).read_bytes() != b"half"
+        [aside] = list(results.glob("b.replaced-*"))
+        assert (aside / "notes from a person.txt").read_text() == "keep me"
     finally:
         daemon.close()
