@@ -147,14 +147,20 @@ def _pid(key: str) -> int | None:
         return None
 
 
-def _start_time(pid: int) -> str:
-    """Return the process start time from /proc (clock ticks since boot), '' if unknown."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """Return the fields of /proc/PID/stat after the command name (state first), None if gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return ""
+        return None
     # The command name may contain spaces and parentheses: split after the last ')'.
-    return stat.rsplit(")", 1)[1].split()[19]
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _start_time(pid: int) -> str:
+    """Return the process start time from /proc (clock ticks since boot), '' if unknown."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields else ""
 
 
 def _is_alive(key: str) -> bool:
@@ -162,12 +168,7 @@ def _is_alive(key: str) -> bool:
     if pid is None:
         return False
     expected = key.split(":", 1)[1] if ":" in key else ""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
+    fields = _proc_stat(pid)
+    if fields is None or fields[0] == "Z":
         return False
     return not expected or fields[19] == expected
-
