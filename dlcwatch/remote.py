@@ -11,16 +11,16 @@ shlex.quote; rsync runs with --protect-args so it never hands names to that shel
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlcwatch.ssh import SshHost, check_output, socket_folder
 from dlcwatch.transfer import TransferError
+
+__all__ = ["COMMAND_TIMEOUT_S", "RemoteDestination", "parse_remote", "socket_folder"]
 
 REMOTE = re.compile(r"^(?P<host>(?:[^@/\s]+@)?[^@/:\s]+):(?P<path>/.*)$")
 COMMAND_TIMEOUT_S = 600.0
@@ -41,25 +41,18 @@ class RemoteDestination:
     port: int = 22
     options: tuple[str, ...] = ()
 
+    @property
+    def ssh(self) -> SshHost:
+        """The far side as an SshHost: how every command reaches it."""
+        return SshHost(self.host, self.control_dir, self.identity_file, self.port, self.options)
+
     def ssh_argv(self) -> list[str]:
         """Return the ssh command (without host) that every remote step uses."""
-        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
-                # One connection reused for every command, instead of a handshake each time.
-                "-o", "ControlMaster=auto", "-o", f"ControlPath={socket_folder()}/%C",
-                "-o", "ControlPersist=120",
-                "-o", f"UserKnownHostsFile={self.control_dir}/known_hosts",
-                "-o", "StrictHostKeyChecking=accept-new", "-p", str(self.port)]
-        if self.identity_file:
-            argv += ["-i", self.identity_file, "-o", "IdentitiesOnly=yes"]
-        for option in self.options:
-            argv += ["-o", option]
-        return argv
+        return self.ssh.ssh_argv()
 
     def run(self, command: str) -> str:
         """Run one shell command on the far side; return its output. Raise TransferError."""
-        self.control_dir.mkdir(parents=True, exist_ok=True)
-        socket_folder().mkdir(mode=0o700, exist_ok=True)
-        return _check([*self.ssh_argv(), self.host, command], f"ssh {self.host}")
+        return self.ssh.run(command, COMMAND_TIMEOUT_S)
 
     def publish(self, local_folder: Path, relative_folder: str, expected: dict[str, str],
                 source_sha256: str | None) -> str:
@@ -71,9 +64,8 @@ class RemoteDestination:
         parent, name = final.rsplit("/", 1)
         incoming = f"{parent}/.{name}.incoming"
         self.run(f"mkdir -p -- {shlex.quote(parent)} && rm -rf -- {shlex.quote(incoming)}")
-        self.control_dir.mkdir(parents=True, exist_ok=True)
-        _check(["rsync", "-a", "--checksum", "--protect-args", "-e", shlex.join(self.ssh_argv()),
-                f"{local_folder}/", f"{self.host}:{incoming}/"], f"rsync to {self.host}")
+        check_output(["rsync", "-a", "--checksum", "--protect-args", "-e", self.ssh.rsync_e(),
+                      f"{local_folder}/", f"{self.host}:{incoming}/"], f"rsync to {self.host}", COMMAND_TIMEOUT_S)
         sums = self.run(f"cd -- {shlex.quote(incoming)} && sha256sum -- "
                         + " ".join(shlex.quote(file) for file in sorted(expected)))
         found = {}
@@ -90,23 +82,3 @@ class RemoteDestination:
                  f" else mv -- {shlex.quote(final)} {shlex.quote(aside)}; fi; fi;"
                  f" mv -- {shlex.quote(incoming)} {shlex.quote(final)}")
         return f"{self.host}:{final}"
-
-
-def socket_folder() -> Path:
-    """Where ssh's shared-connection sockets live: a short path, since a socket path may not
-    exceed 107 bytes (a deep staging folder would), private to this user."""
-    return Path(tempfile.gettempdir()) / f"dlcwatch-ssh-{os.getuid()}"
-
-
-def _check(argv: list[str], what: str) -> str:
-    try:
-        completed = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
-                                   stdin=subprocess.DEVNULL)
-    except FileNotFoundError as error:
-        raise TransferError(f"{argv[0]} is not installed") from error
-    except subprocess.TimeoutExpired as error:
-        raise TransferError(f"{what} did not finish within {COMMAND_TIMEOUT_S:.0f} s") from error
-    if completed.returncode != 0:
-        detail = (completed.stderr.strip().splitlines() or [f"exit code {completed.returncode}"])[-1]
-        raise TransferError(f"{what} failed: {detail}")
-    return completed.stdout

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Sequence
 
 SSHD = "/usr/sbin/sshd"
 
@@ -26,9 +27,12 @@ def available() -> str:
 
 
 class TestSSHServer:
-    """sshd on 127.0.0.1:port accepting one key for the current user; start() and stop() at will."""
+    """sshd on 127.0.0.1:port accepting one key for the current user; start() and stop() at will.
 
-    def __init__(self, folder: Path):
+    extra_config: more sshd_config lines, e.g. ["SetEnv SLURM_CONF=/path/slurm.conf"] so that
+    commands run over ssh see that variable."""
+
+    def __init__(self, folder: Path, extra_config: Sequence[str] = ()):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
@@ -49,7 +53,7 @@ PermitRootLogin prohibit-password
 UsePAM no
 StrictModes no
 PidFile {folder / 'sshd.pid'}
-""")
+""" + "".join(f"{line}\n" for line in extra_config))
 
     def start(self) -> None:
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
