@@ -224,9 +224,12 @@ def command_cancel(args) -> int:
         print(f"dlcwatch: no pending or running job to cancel ({'job ' + str(job_id) if job_id else 'no job'})",
               file=sys.stderr)
         return EXIT_FAILURE
+    # Marked first: the daemon may see the job end before this command returns.
+    store.update_job(job.id, cancel_requested=time.time())
     try:
         make_executor(config).cancel(job)
     except ExecutorError as error:
+        store.update_job(job.id, cancel_requested=None)
         print(f"dlcwatch: {error}", file=sys.stderr)
         return EXIT_FAILURE
     store.add_event("cancel requested by a person", job_id=job.id)

@@ -247,6 +247,7 @@ def validate(data: Any, *, base_dir: Path, source: str = "config", check_paths: 
     if check_paths:
         _check_paths(config, problems)
     _check_notify(config, problems)
+    _check_cluster(config, problems)
     if problems:
         raise ConfigError(source, problems)
     return config
@@ -347,11 +348,26 @@ def _check_paths(config: Node, problems: list[str]) -> None:
     if isinstance(behavior_model, str) and behavior_model and not Path(behavior_model).is_file():
         problems.append(f"behavior.model: {behavior_model} does not exist; train one with "
                         "`dlcwatch behavior train` or leave it empty")
-    if config.executor.kind == "slurm" and shutil.which("sbatch") is None:
-        problems.append("executor.kind: 'slurm' needs the SLURM client tools (sbatch, squeue) on this machine")
+    if config.executor.kind == "slurm" and not config.executor.slurm.host and shutil.which("sbatch") is None:
+        problems.append("executor.kind: 'slurm' needs the SLURM client tools (sbatch, squeue) on this machine, "
+                        "or executor.slurm.host to run them on the cluster's login node over ssh")
     python = config.executor.local.python
     if isinstance(python, str) and python and not os.access(python, os.X_OK):
         problems.append(f"executor.local.python: {python} is not an executable")
+
+
+def _check_cluster(config: Node, problems: list[str]) -> None:
+    slurm = config.executor.slurm
+    scratch, host = slurm.scratch, slurm.host
+    if isinstance(host, str) and host and (host.startswith("-") or any(c.isspace() for c in host)):
+        problems.append(f"executor.slurm.host: {host!r} is not a login node; write it as user@host")
+    if isinstance(scratch, str) and scratch:
+        if not host:
+            problems.append("executor.slurm.scratch: needs executor.slurm.host (files are copied there over ssh); "
+                            "leave it empty when the cluster mounts this machine's storage")
+        if not scratch.startswith("/") or scratch.rstrip("/") == "":
+            problems.append(f"executor.slurm.scratch: {scratch!r} must be an absolute folder below / on the "
+                            "cluster (~ and $VARIABLES are not expanded)")
 
 
 def _check_notify(config: Node, problems: list[str]) -> None:

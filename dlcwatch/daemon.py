@@ -18,7 +18,7 @@ from pathlib import Path
 from dlcwatch import delivery
 from dlcwatch.config import ConfigError, load_config
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
-from dlcwatch.executors.base import Submission
+from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
 from dlcwatch.intake import Intake
 from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, read_result, write_json_atomic
 from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
@@ -50,6 +50,21 @@ def remote_destination(config) -> RemoteDestination | None:
     ssh = config.output.ssh
     return RemoteDestination(remote[0], remote[1], Path(config.staging.dir) / "ssh", identity_file=ssh.identity_file,
                              port=ssh.port, options=tuple(ssh.options))
+
+
+def _placement(asked: dict, chosen: dict) -> str:
+    """Given what videos asked for and what their job got, say how it differs, for the events."""
+    if chosen == asked:
+        return ""
+    if chosen.get("partition") and chosen.get("partition") != asked.get("partition"):
+        return f", sent to partition {chosen['partition']} without GPUs: ours have waited too long"
+    return f" with {_describe_resources(chosen)}"
+
+
+def job_folder(job: Job) -> Path:
+    """Return a job's own folder (its result, project view and video outputs); an array task's
+    spec and log sit in the array's folder instead."""
+    return Path(job.result_path).parent
 
 
 class Daemon:
@@ -128,9 +143,13 @@ class Daemon:
             if new.state.database != self.config.state.database:
                 raise ConfigError(str(self.config_path), ["state.database: cannot change while running; "
                                                           "restart the service instead"])
-            if new.executor.kind != self.config.executor.kind:
-                raise ConfigError(str(self.config_path), ["executor.kind: cannot change while running; "
-                                                          "restart the service instead"])
+            for key in ("kind", "slurm.host", "slurm.scratch"):
+                old_value, new_value = self.config.executor, new.executor
+                for part in key.split("."):
+                    old_value, new_value = old_value[part], new_value[part]
+                if old_value != new_value:
+                    raise ConfigError(str(self.config_path), [f"executor.{key}: cannot change while running; "
+                                                              "restart the service instead"])
         except ConfigError as error:
             log.error("configuration not reloaded, keeping the running one: %s", error)
             self.systemd.ready(self._summary())
@@ -143,6 +162,7 @@ class Daemon:
         self.remote = remote_destination(new)
         self.intake = self._make_intake(new)
         self.executor.reconfigure(new)
+        self.executor.files.forget_model()
         self._start_watching()
         self._start_sender()
         log.info("configuration reloaded from %s", self.config_path)
@@ -208,10 +228,19 @@ class Daemon:
             self.intake.tick(now)
         self._record_root_problems(now)
         self.poll(now)
+        self.release_staged(now)
         self.deliver(now)
         if room:
             self.submit(now)
+        self._record_executor_health(now)
         queue_notifications(self.store, self.config.notify, busy=not self.idle(), now=now)
+
+    def _record_executor_health(self, now: float) -> None:
+        if self.executor.unreachable:
+            self.store.set_condition("executor", f"{self.executor.name} does not answer: {self.executor.unreachable}; "
+                                     "jobs keep running, state is kept", now=now)
+        else:
+            self.store.clear_condition("executor", now=now)
 
     def _check_staging_space(self, now: float) -> bool:
         """Return False (and say so) while scratch is too full to take more work."""
@@ -241,7 +270,8 @@ class Daemon:
         """Pack queued videos into jobs, as many as the executor has room for.
 
         Videos that need more than the defaults (a retry after a timeout) share jobs only with
-        videos that need the same; within that, jobs get about the same number of frames."""
+        videos that need the same; within that, jobs get about the same number of frames. Jobs
+        of one kind go to the executor as job arrays where it has them (one call per array)."""
         slots = self.executor.slots(len(self.store.active_jobs()))
         if slots <= 0:
             return
@@ -249,43 +279,139 @@ class Daemon:
         groups: dict[str, list[Video]] = {}
         for video in ready:
             groups.setdefault(json.dumps(video.resources, sort_keys=True), []).append(video)
+        if ready and not self._model_on_cluster(now):
+            return
         size = self.config.executor.videos_per_job
-        batches = [batch for group in groups.values()
-                   for batch in pack_by_frames(group, size, frames=lambda video: video.frames or 0)]
-        for batch in batches[:slots]:
-            if self.stop_requested:
+        per_array = max(1, self.executor.max_array_tasks()) if ready else 1
+        for group in groups.values():
+            batches = pack_by_frames(group, size, frames=lambda video: video.frames or 0)[:slots]
+            staged = []
+            for batch in batches:
+                if self.stop_requested or not self._stage(batch, now):
+                    break  # scratch is full or unreachable: the rest waits here
+                staged.append(batch)
+            for start in range(0, len(staged), per_array):
+                if self.stop_requested:
+                    return
+                chunk = staged[start:start + per_array]
+                accepted = self._submit_job(chunk[0], now) if len(chunk) == 1 else self._submit_array(chunk, now)
+                if not accepted:
+                    return  # refused (a limit, a bad partition…): the rest waits for the next round
+            slots -= len(staged)
+            if slots <= 0 or len(staged) < len(batches):
                 return
-            self._submit_batch(batch, now)
 
-    def _submit_batch(self, videos: list[Video], now: float) -> None:
-        resources = videos[0].resources
-        job = self.store.create_job(self.executor.name, [video.id for video in videos], resources=resources,
-                                    now=now)
+    def _model_on_cluster(self, now: float) -> bool:
+        """Mirror the model into the cluster's scratch (once per run); False while that fails."""
+        files = self.executor.files
+        try:
+            files.model_config(self.config.model.config)
+            files.behavior_model(self.config.behavior.model)
+        except OSError as error:
+            self.store.set_condition("scratch", f"cannot copy the model to the cluster's scratch: "
+                                     f"{error.strerror or error}", now=now)
+            return False
+        return True
+
+    def _stage(self, videos: list[Video], now: float) -> bool:
+        """Copy a batch's videos into the cluster's scratch, within its quota; return True when
+        all of them are there (always, on a shared file system). Their paths are recorded."""
+        files = self.executor.files
+        if not files.staged:
+            return True
+        quota = self.config.executor.slurm.scratch_quota_gb * 1e9
+        for video in videos:
+            if video.staged_path:
+                continue
+            used = sum(staged.size or 0 for staged in self.store.staged_videos())
+            if quota and used + (video.size or 0) > quota:
+                if not used:  # it would not fit even alone
+                    self.store.set_video_state(video.id, S.FAILED, f"{video.size / 1e9:.1f} GB is more than "
+                                               "executor.slurm.scratch_quota_gb allows; raise it, then run "
+                                               "`dlcwatch retry`", now=now)
+                return False
+            if not os.path.exists(video.path):
+                self.store.set_video_state(video.id, S.MISSING, "the file disappeared before it was copied to "
+                                           "the cluster", now=now)
+                return False
+            try:
+                staged_path = files.stage(video)
+            except OSError as error:
+                self.store.set_condition("scratch", f"cannot copy videos to the cluster's scratch: "
+                                         f"{error.strerror or error}", now=now)
+                return False
+            self.store.update_video(video.id, staged_path=staged_path, now=now)
+            self.store.add_event(f"copied to the cluster's scratch as {staged_path}", video_id=video.id, now=now)
+            self.store.clear_condition("scratch", now=now)
+            self.systemd.watchdog()  # a large copy takes a while; the loop is alive
+        return True
+
+    def _submit_job(self, videos: list[Video], now: float) -> bool:
+        resources = self.executor.choose_resources(videos[0].resources)
+        job = self.store.create_job(self.executor.name, [video.id for video in videos], resources=resources, now=now)
         work_dir = self.jobs_dir / f"job{job.id}"
-        spec_path, result_path, log_path = work_dir / "spec.json", work_dir / "result.json", work_dir / "worker.log"
-        model = self.config.model
+        submission = self._write_spec(job, videos, work_dir / "spec.json", work_dir / "worker.log", now)
+        try:
+            executor_id = self.executor.submit(submission)
+        except ExecutorError as error:
+            self._refused(job, videos, error, now)
+            return False
+        self.store.set_job_state(job.id, JobState.SUBMITTED, f"accepted by {self.executor.name} as {executor_id}"
+                                 f"{_placement(videos[0].resources, resources)}", now=now, executor_job_id=executor_id)
+        return True
+
+    def _submit_array(self, batches: list[list[Video]], now: float) -> bool:
+        """Submit one job per batch as the tasks of one array: their specs and logs sit together in
+        jobs/array<first job id>/, one per task index; results stay in each job's own folder."""
+        jobs, array_dir = [], None
+        resources = self.executor.choose_resources(batches[0][0].resources)
+        for index, videos in enumerate(batches):
+            job = self.store.create_job(self.executor.name, [video.id for video in videos], resources=resources,
+                                        now=now)
+            array_dir = array_dir or self.jobs_dir / f"array{job.id}"
+            self._write_spec(job, videos, array_dir / f"spec-{index}.json", array_dir / f"task-{index}.log", now)
+            jobs.append(job)
+        submission = Submission(jobs[0].id, array_dir / f"spec-{ARRAY_TASK_ID}.json",
+                                array_dir / f"task-{ARRAY_TASK_ID}.log", array_dir, resources)
+        try:
+            task_ids = self.executor.submit_array(submission, len(jobs))
+        except ExecutorError as error:
+            for job, videos in zip(jobs, batches):
+                self._refused(job, videos, error, now)
+            return False
+        for index, (job, task_id) in enumerate(zip(jobs, task_ids)):
+            self.store.set_job_state(job.id, JobState.SUBMITTED, f"accepted by {self.executor.name} as {task_id} "
+                                     f"(task {index} of {len(jobs)} in one array)"
+                                     f"{_placement(batches[0][0].resources, resources)}", now=now,
+                                     executor_job_id=task_id)
+        return True
+
+    def _write_spec(self, job: Job, videos: list[Video], spec_path: Path, log_path: Path, now: float) -> Submission:
+        """Write the spec of a job (its folder is jobs/job<id>/) and record where its files are."""
+        work_dir = self.jobs_dir / f"job{job.id}"
+        result_path = work_dir / "result.json"
+        model, files = self.config.model, self.executor.files
+        # Paths as the job sees them: the same on a shared file system, in scratch otherwise.
         spec = {
-            "version": SPEC_VERSION, "job_id": job.id, "work_dir": str(work_dir), "result": str(result_path),
-            "model": {"config": model.config, "shuffle": model.shuffle, "trainingsetindex": model.trainingsetindex,
-                      "batch_size": model.batch_size, "device": model.device},
-            "filter": dict(model.filter), "copy_videos": self.config.staging.copy_videos,
-            "behavior_model": self.config.behavior.model or None,
-            "videos": [{"id": video.id, "path": video.path, "frames": video.frames, "fps": video.fps}
-                       for video in videos],
+            "version": SPEC_VERSION, "job_id": job.id, "work_dir": files.job_path(work_dir),
+            "result": files.job_path(result_path),
+            "model": {"config": files.model_config(model.config), "shuffle": model.shuffle,
+                      "trainingsetindex": model.trainingsetindex, "batch_size": model.batch_size,
+                      "device": "cpu" if job.resources.get("gpus") == 0 else model.device},
+            "filter": dict(model.filter), "copy_videos": self.config.staging.copy_videos and not files.staged,
+            "behavior_model": files.behavior_model(self.config.behavior.model) or None,
+            "videos": [{"id": video.id, "path": self.store.video(video.id).staged_path or video.path,
+                        "frames": video.frames, "fps": video.fps} for video in videos],
         }
         write_json_atomic(spec_path, spec)
         self.store.update_job(job.id, spec_path=str(spec_path), result_path=str(result_path),
-                                    log_path=str(log_path), now=now)
-        try:
-            executor_id = self.executor.submit(Submission(job.id, spec_path, log_path, work_dir, resources))
-        except ExecutorError as error:
-            self.store.set_job_state(job.id, JobState.FAILED, f"submission refused: {error}", now=now)
-            for video in videos:
-                self._retry_or_fail(self.store.video(video.id), f"submission refused: {error}", now,
-                                    count_attempt=False)
-            return
-        self.store.set_job_state(job.id, JobState.SUBMITTED, f"accepted by {self.executor.name} as {executor_id}",
-                                 now=now, executor_job_id=executor_id)
+                              log_path=str(log_path), now=now)
+        return Submission(job.id, spec_path, log_path, work_dir, job.resources)
+
+    def _refused(self, job: Job, videos: list[Video], error: ExecutorError, now: float) -> None:
+        self.store.set_job_state(job.id, JobState.FAILED, f"submission refused: {error}", now=now)
+        for video in videos:
+            self._retry_or_fail(self.store.video(video.id), f"submission refused: {error}", now, count_attempt=False)
 
     # ------------------------------------------------------------------ poll
 
@@ -295,16 +421,22 @@ class Daemon:
         if not active or now < self._next_poll:
             return
         self._next_poll = now + self.executor.poll_interval_s
+        files = self.executor.files
+        if not self._pull(files, active, now):
+            return
         statuses = self.executor.poll(active)
-        if self.executor.unreachable:
-            self.store.set_condition("executor", f"{self.executor.name} does not answer: {self.executor.unreachable}; "
-                                     "jobs keep running, state is kept", now=now)
-        else:
-            self.store.clear_condition("executor", now=now)
+        ended = [job for job in active if job.id in statuses and statuses[job.id].outcome.ended]
+        # What a job wrote just before it ended may have missed the pull above.
+        if ended and not self._pull(files, ended, now):
+            return
         for job in active:
             status = statuses.get(job.id)
             if status is None:
                 continue
+            if status.outcome.ended and job.cancel_requested and status.outcome is not Outcome.CANCELLED:
+                # e.g. a pending array task: SLURM drops it without a trace, which reads as lost.
+                status = JobStatus(Outcome.CANCELLED, f"by a person (SLURM reported {status.outcome.value})",
+                                   status.exit_code)
             if status.outcome is Outcome.RUNNING and job.state is JobState.SUBMITTED:
                 job = self.store.set_job_state(job.id, JobState.RUNNING, "running", now=now)
                 for video in self._job_videos(job, [S.SUBMITTED]):
@@ -314,6 +446,44 @@ class Daemon:
             self._collect(job, result, status, now)
             if status.outcome.ended:
                 self._end_job(job, result, status, now)
+        if ended:
+            self._forget_on_cluster(files, ended)
+
+    def _pull(self, files, jobs: list[Job], now: float) -> bool:
+        """Bring the jobs' folders back from the cluster's scratch (nothing to do on a shared file
+        system); False, with a condition set, while that fails: results are read next time."""
+        folders = {job_folder(job) for job in jobs} | {Path(job.log_path).parent for job in jobs if job.log_path}
+        try:
+            files.pull(sorted(folders))
+        except OSError as error:
+            self.store.set_condition("scratch", f"cannot copy results back from the cluster's scratch: "
+                                     f"{error.strerror or error}", now=now)
+            return False
+        self.store.clear_condition("scratch", now=now)
+        return True
+
+    def _forget_on_cluster(self, files, ended: list[Job]) -> None:
+        """Delete ended jobs' folders in the cluster's scratch: their results are here now."""
+        try:
+            files.remove_jobs(sorted({job_folder(job) for job in ended}))
+        except OSError as error:
+            log.warning("could not delete ended jobs' folders in the cluster's scratch (%s); they are "
+                        "small, and deleted with the next ones", error)
+
+    def release_staged(self, now: float) -> None:
+        """Delete scratch copies of videos that no job needs any more (analyzed, failed, …)."""
+        waiting = (S.QUEUED, S.SUBMITTED, S.RUNNING)
+        done = [video for video in self.store.staged_videos() if video.state not in waiting]
+        if not done:
+            return
+        try:
+            self.executor.files.release([video.staged_path for video in done])
+        except (OSError, ValueError) as error:
+            log.warning("could not delete %d video copies in the cluster's scratch: %s", len(done), error)
+            return
+        for video in done:
+            self.store.update_video(video.id, staged_path=None, now=now)
+            self.store.add_event("copy in the cluster's scratch deleted", video_id=video.id, now=now)
 
     def _job_videos(self, job: Job, states) -> list[Video]:
         videos = [self.store.video(video_id) for video_id in self.store.job_video_ids(job.id)]
@@ -379,7 +549,7 @@ class Daemon:
                                    resources=video.resources if resources is None else resources)
 
     def _remove_project_view(self, job: Job) -> None:
-        shutil.rmtree(Path(job.spec_path).parent / "project", ignore_errors=True)
+        shutil.rmtree(job_folder(job) / "project", ignore_errors=True)
 
     # ------------------------------------------------------------------ deliver
 
@@ -418,7 +588,7 @@ class Daemon:
             if entry.get("behavior_error") else ""
         self.store.set_video_state(video.id, S.DONE, f"delivered to {folder}{note}", now=now,
                                    output_dir=str(folder), not_before=None)
-        shutil.rmtree(Path(job.spec_path).parent / f"video{video.id}", ignore_errors=True)
+        shutil.rmtree(job_folder(job) / f"video{video.id}", ignore_errors=True)
         self._handle_source(self.store.video(video.id), now)
 
     def _handle_source(self, video: Video, now: float) -> None:

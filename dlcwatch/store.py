@@ -136,15 +136,31 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE videos ADD COLUMN resources TEXT NOT NULL DEFAULT '{}';
         """,
     ),
+    (
+        "0005_cancel_requested",
+        """
+        -- When a person asked to cancel the job. SLURM keeps no record of a pending array task
+        -- cancelled before it started, so the job's end alone cannot say it was a person.
+        ALTER TABLE jobs ADD COLUMN cancel_requested REAL;
+        """,
+    ),
+    (
+        "0006_staged_path",
+        """
+        -- Where the video's copy sits in the cluster's scratch (executor.slurm.scratch), until it
+        -- is analyzed: what counts against the scratch quota, and what to delete there.
+        ALTER TABLE videos ADD COLUMN staged_path TEXT;
+        """,
+    ),
 ]
 
 VIDEO_FIELDS = frozenset({
     "reason", "size", "mtime_ns", "stable_since", "sha256", "frames", "fps", "duration",
     "codec", "width", "height", "duplicate_of", "job_id", "attempts", "not_before", "output_dir", "reported",
-    "alerted", "resources",
+    "alerted", "resources", "staged_path",
 })
 JOB_FIELDS = frozenset({"executor_job_id", "reason", "started", "ended", "spec_path", "result_path", "log_path",
-                        "resources"})
+                        "resources", "cancel_requested"})
 
 
 class StoreError(RuntimeError):
@@ -179,6 +195,7 @@ class Video:
     reported: float | None = None
     alerted: float | None = None
     resources: dict = dataclasses.field(default_factory=dict)
+    staged_path: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Video":
@@ -204,6 +221,7 @@ class Job:
     started: float | None
     ended: float | None
     updated: float
+    cancel_requested: float | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Job":
@@ -383,6 +401,11 @@ class Store:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [Video.from_row(row) for row in self._db.execute(sql, params)]
+
+    def staged_videos(self) -> list[Video]:
+        """Return the videos with a copy in the cluster's scratch."""
+        rows = self._db.execute("SELECT * FROM videos WHERE staged_path IS NOT NULL ORDER BY id").fetchall()
+        return [Video.from_row(row) for row in rows]
 
     def find_videos(self, needle: str) -> list[Video]:
         """Given an id, a path or part of a file name, return the matching videos."""

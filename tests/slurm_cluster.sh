@@ -157,7 +157,7 @@ $acct
 JobCompType=jobcomp/none
 MpiDefault=none
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
+SchedulerParameters=batch_sched_delay=0,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
@@ -170,6 +170,7 @@ $overrides
 $gres_types
 NodeName=$node NodeAddr=127.0.0.1 $hw RealMemory=$mem $gres_node State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=cpu Nodes=ALL MaxTime=INFINITE State=UP
 EOF
   echo "export SLURM_CONF=$SLURM_CONF" > "$P/env"
 
@@ -208,7 +209,7 @@ EOF
   # slurmctld, then slurmd (both daemonize and write pid files)
   start_controller
   slurmd
-  wait_for 60 "node $node idle" sh -c "[ \"\$(sinfo -h -N -n $node -o %T)\" = idle ]"
+  wait_for 60 "node $node idle" sh -c "[ \"\$(sinfo -h -N -n $node -o %T | sort -u)\" = idle ]"
   # slurmctld's first scheduling pass comes ~3 s after start; jobs submitted before it wait for it
   wait_for 30 "first scheduler pass" grep -q 'SchedulerParameters=' "$P/log/slurmctld.log"
   if [ "$WITH_ACCOUNTING" = 1 ]; then

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcwatch.config import Node
+from dlcwatch.config import Node, Section
 from dlcwatch.executors.slurm import run_command
 from dlcwatch.executors.slurm_schema import SLURM_SECTION
 
@@ -148,13 +148,21 @@ def slurm_accounting_cluster():
 # ---------------------------------------------------------------------- helpers for tests
 
 def slurm_settings(**values) -> Node:
-    """Return executor.slurm settings: the schema's defaults, then values."""
-    defaults = {key: list(option.default) if isinstance(option.default, list) else option.default
-                for key, option in SLURM_SECTION.options.items()}
+    """Return executor.slurm settings: the schema's defaults, then values (a dict for a sub-section
+    replaces only the keys it names)."""
+    defaults = _defaults(SLURM_SECTION)
     unknown = set(values) - set(defaults)
     if unknown:
         raise KeyError(f"not executor.slurm options: {', '.join(sorted(unknown))}")
-    return Node({**defaults, **values})
+    for key, value in values.items():
+        defaults[key] = Node({**defaults[key], **value}) if isinstance(value, dict) else value
+    return defaults
+
+
+def _defaults(section: Section) -> Node:
+    return Node({key: _defaults(option) if isinstance(option, Section) else
+                 list(option.default) if isinstance(option.default, list) else option.default
+                 for key, option in section.options.items()})
 
 
 def fake_python(folder: Path) -> Path:

@@ -2,7 +2,6 @@
 
 import hashlib
 import time
-from pathlib import Path
 
 import pytest
 

@@ -9,7 +9,6 @@ from conftest import cli, needs_dlc, write_config
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.states import VideoState as S
-from dlcwatch.store import Store
 from dlcwatch.synthetic import write_video
 from slurm_fixtures import wait_for
 
@@ -45,9 +44,12 @@ def test_videos_go_through_slurm_and_a_restarted_daemon_delivers_each_once(slurm
     first.start()
     tick_until(first, lambda: len(first.store.active_jobs()) == 2, 60, "two SLURM jobs")
     jobs = first.store.active_jobs()
-    assert all(job.executor == "slurm" and job.executor_job_id.isdigit() for job in jobs)
+    # Both jobs went to SLURM as the two tasks of one array (one sbatch call).
+    [array_id] = {job.executor_job_id.split("_")[0] for job in jobs}
+    assert sorted(job.executor_job_id for job in jobs) == [f"{array_id}_{task}" for task in (0, 1)]
+    assert all(job.executor == "slurm" for job in jobs)
     script = (Path(jobs[0].spec_path).parent / "job.sbatch").read_text()
-    assert "--gres=gpu:1" in script and "dlcwatch.worker" in script
+    assert "--gres=gpu:1" in script and "dlcwatch.worker" in script and "#SBATCH --array=0-1\n" in script
     first.close()  # the daemon dies; SLURM keeps the jobs
 
     second = Daemon(load_config(config_path), watch_events=False)

@@ -51,8 +51,11 @@ def test_resources_of_a_retry_override_the_settings():
     assert "#SBATCH --gpus=2\n" in script and "--gres" not in script
     no_gpu = render_sbatch_script(slurm_settings(gpus=0, mem_gb=0.0), submission())
     assert "gpu" not in no_gpu and "--mem" not in no_gpu
-    with pytest.raises(ValueError, match="unknown resources partition"):
-        render_sbatch_script(slurm_settings(), submission(partition="other"))
+    with pytest.raises(ValueError, match="unknown resources nodes"):
+        render_sbatch_script(slurm_settings(), submission(nodes=2))
+    # The CPU fallback: another partition, no GPUs, whatever the settings say.
+    fallback = render_sbatch_script(slurm_settings(partition="gpu"), submission(partition="cpu queue", gpus=0))
+    assert '#SBATCH --partition="cpu queue"\n' in fallback and "gpu" not in fallback.replace("dlcwatch", "")
 
 
 def test_time_and_memory_formats():

@@ -9,9 +9,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dlcwatch.store import Job
+
+if TYPE_CHECKING:
+    from dlcwatch.cluster_files import SharedFiles, StagedFiles
+
+
+# In the spec and log paths of an array submission, each task puts its own index here.
+ARRAY_TASK_ID = "${SLURM_ARRAY_TASK_ID}"
 
 
 class Outcome(str, enum.Enum):
@@ -57,16 +64,29 @@ class Executor(Protocol):
     name: str
     poll_interval_s: float  # the daemon asks no more often than this
     unreachable: str        # why the scheduler does not answer now; '' when it does
+    files: "SharedFiles | StagedFiles"  # how job files reach where jobs run (dlcwatch.cluster_files)
 
     def next_resources(self, outcome: Outcome, resources: dict) -> dict | None:
         """Given how a job ended and what it asked for, return what the retry asks for, or None
         when more of the same cannot help (e.g. the time limit is already at its cap)."""
+
+    def choose_resources(self, resources: dict) -> dict:
+        """Given what a job's videos ask for, return what to submit it with now (e.g. a CPU
+        partition while the GPUs are all taken)."""
 
     def slots(self, active_jobs: int) -> int:
         """Given how many of our jobs are active, return how many more may be submitted now."""
 
     def submit(self, submission: Submission) -> str:
         """Start a job; return the executor's id for it. Raise ExecutorError."""
+
+    def max_array_tasks(self) -> int:
+        """Return how many jobs one submit_array call may carry now; 1: this executor has no arrays."""
+
+    def submit_array(self, submission: Submission, count: int) -> list[str]:
+        """Given a submission whose spec and log paths hold ARRAY_TASK_ID, start count jobs as one
+        array (task i reads the spec with i in place of ARRAY_TASK_ID); return their ids in task
+        order. Raise ExecutorError; then none of them started."""
 
     def poll(self, jobs: list[Job]) -> dict[int, JobStatus]:
         """Given active jobs, return their status by job id, in one round trip to the scheduler."""

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import dlcwatch
+from dlcwatch.cluster_files import SharedFiles
 from dlcwatch.executors.base import ExecutorError, JobStatus, Outcome, Submission
 from dlcwatch.jobspec import EXIT_ATTEMPT_FAILED, EXIT_BAD_INPUT, EXIT_OK, read_result
 from dlcwatch.store import Job
@@ -30,6 +31,7 @@ KILL_GRACE_S = 10.0
 class LocalExecutor:
     name = "local"
     poll_interval_s = 0.0  # asking /proc costs nothing
+    files = SharedFiles()  # jobs run here: they see our paths
     unreachable = ""
 
     def next_resources(self, outcome: Outcome, resources: dict) -> dict | None:
@@ -52,6 +54,15 @@ class LocalExecutor:
 
     def slots(self, active_jobs: int) -> int:
         return max(0, self.max_parallel - active_jobs)
+
+    def choose_resources(self, resources: dict) -> dict:
+        return resources
+
+    def max_array_tasks(self) -> int:
+        return 1  # each job is its own process group already; an array would add nothing
+
+    def submit_array(self, submission: Submission, count: int) -> list[str]:
+        raise ExecutorError("the local executor runs no job arrays; submit jobs one by one")
 
     def submit(self, submission: Submission) -> str:
         submission.log_path.parent.mkdir(parents=True, exist_ok=True)

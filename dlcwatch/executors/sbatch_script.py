@@ -15,11 +15,10 @@ from __future__ import annotations
 import re
 import shlex
 
-from dlcwatch.executors.base import Submission
+from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
 from dlcwatch.executors.slurm_states import default_resources
 
-ARRAY_TASK_ID = "${SLURM_ARRAY_TASK_ID}"
-RESOURCE_KEYS = ("time_min", "mem_mb", "cpus", "gpus")
+RESOURCE_KEYS = ("time_min", "mem_mb", "cpus", "gpus", "partition")
 # A value made only of these needs no quotes on an #SBATCH line.
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.,:&|!*()\[\]+=@/%-]+")
 
@@ -28,8 +27,8 @@ def render_sbatch_script(settings, submission: Submission, *, array_size: int = 
     """Given executor.slurm settings and a job, return its sbatch script. Raise ValueError for a
     job that cannot be written as one (a newline in a path, unknown resources, a bad array).
 
-    submission.resources may override time_min, mem_mb, cpus and gpus (a retry with more time or
-    memory). With array_size N > 0 the script is a job array of tasks 0..N-1, at most
+    submission.resources may override time_min, mem_mb, cpus, gpus and partition (a retry with
+    more time or memory, a job sent to the CPU partition). With array_size N > 0 the script is a job array of tasks 0..N-1, at most
     array_throttle of them running at once (0: no limit)."""
     unknown = sorted(set(submission.resources) - set(RESOURCE_KEYS))
     if unknown:
@@ -52,9 +51,12 @@ def render_sbatch_script(settings, submission: Submission, *, array_size: int = 
     if resources["mem_mb"]:
         options.append(f"--mem={format_memory(int(resources['mem_mb']))}")
     options.append(f"--time={format_minutes(int(resources['time_min']))}")
-    for name in ("partition", "account", "qos"):
-        if settings[name]:
-            options.append(f"--{name}={_sbatch_value(settings[name])}")
+    # A job may go elsewhere than the configured partition (the CPU fallback).
+    places = {"partition": resources.get("partition") or settings.partition, "account": settings.account,
+              "qos": settings.qos}
+    for name, value in places.items():
+        if value:
+            options.append(f"--{name}={_sbatch_value(value)}")
     if resources["gpus"]:
         kind = f"{settings.gpu_type}:" if settings.gpu_type else ""
         if settings.gpu_option == "gpus":
@@ -112,7 +114,7 @@ def _log_pattern(path: str) -> str:
 
 def _shell_path(path: str) -> str:
     """Given the spec path, return it quoted for bash, with the array task id left to expand."""
-    return '"${SLURM_ARRAY_TASK_ID}"'.join(_single_quote(part) if part else "" for part in path.split(ARRAY_TASK_ID))
+    return f'"{ARRAY_TASK_ID}"'.join(_single_quote(part) if part else "" for part in path.split(ARRAY_TASK_ID))
 
 
 def _single_quote(text: str) -> str:

@@ -10,9 +10,8 @@ does not answer, poll() reports nothing (the daemon keeps every state as it is),
 none, and the executor asks again after a pause that doubles up to MAX_BACKOFF_S.
 
 Job arrays: `submit_array` submits N specs as one array job (`--array=0-(N-1)%throttle`) and
-returns one id per task ('123_4'), which poll() and cancel() take like any job id. The daemon
-submits one job per Submission today; to use arrays it would write spec-<task>.json (each with
-its own result path) into one folder and record one job per task with its task id.
+returns one id per task ('123_4'), which poll() and cancel() take like any job id: the daemon
+records one job per task, so a task's videos are delivered while the other tasks still run.
 """
 
 from __future__ import annotations
@@ -21,8 +20,10 @@ import logging
 import re
 import subprocess
 import time
+from pathlib import Path
 from typing import Callable
 
+from dlcwatch.cluster_files import SharedFiles
 from dlcwatch.executors.base import ExecutorError, JobStatus, Outcome, Submission
 from dlcwatch.executors.sbatch_script import render_sbatch_script
 from dlcwatch.executors.slurm_states import (
@@ -75,9 +76,10 @@ def run_command(argv: list[str], timeout: float, *, env: dict | None = None) -> 
 class SlurmExecutor:
     name = "slurm"
 
-    def __init__(self, settings, *, runner: Runner | None = None, clock=time.time):
+    def __init__(self, settings, *, runner: Runner | None = None, clock=time.time, files=None):
         self.settings = settings
         self.runner = runner or run_command
+        self.files = files or SharedFiles()
         self.clock = clock
         self._cluster: dict[str, str] | None = None   # `scontrol show config`, read once
         self._accounting: bool | None = None          # True: sacct answers; False: accounting disabled
@@ -87,6 +89,8 @@ class SlurmExecutor:
         self._unreachable_since: float | None = None
         self._last_problem = ""
         self._limit_until = 0.0                       # a submit limit was hit: no submissions until then
+        self._gpu_wait_s = 0.0                        # how long our longest-waiting GPU job has pended
+        self._array_cap = 0                           # after a submit-limit refusal: smaller arrays (0: none)
 
     @property
     def poll_interval_s(self) -> float:
@@ -98,12 +102,27 @@ class SlurmExecutor:
             return next_resources(outcome, resources, self.settings)
         return resources
 
+    def choose_resources(self, resources: dict) -> dict:
+        """Given what a job's videos ask for, return what to submit it with: on the CPU fallback
+        partition, without GPUs, while one of our GPU jobs has pended past the configured time."""
+        fallback = self.settings.cpu_fallback
+        if not fallback.partition or not self._wants_gpu(resources):
+            return resources
+        if self._gpu_wait_s < fallback.after_pending_min * 60:
+            return resources
+        return {**resources, "partition": fallback.partition, "gpus": 0, "cpus": fallback.cpus,
+                "time_min": max(fallback.time_limit_min, resources.get("time_min", 0))}
+
+    def _wants_gpu(self, resources: dict) -> bool:
+        return resources.get("gpus", self.settings.gpus) > 0
+
     def reconfigure(self, config) -> None:
         """Take the new executor.slurm settings (submitted jobs keep what they were given), and ask
         the cluster again about its limits and accounting: a reload is when an admin changed them."""
         self.settings = config.executor.slurm
         self._cluster = None
         self._accounting = None
+        self._array_cap = 0
 
     def close(self) -> None:
         """Nothing is held between commands; running jobs keep running."""
@@ -152,23 +171,45 @@ class SlurmExecutor:
         script = self._write_script(submission)
         return self._sbatch(script, submission, f"job {submission.job_id}")
 
-    def submit_array(self, submission: Submission, count: int, *, throttle: int = 0) -> list[str]:
+    def max_array_tasks(self) -> int:
+        """Return how many jobs one array may carry: executor.slurm.array_tasks, within the
+        cluster's MaxArraySize (task indexes run 0..MaxArraySize-1)."""
+        wanted = min(self.settings.array_tasks, self._array_cap or self.settings.array_tasks)
+        max_size = config_number(self.cluster_config() or {}, "MaxArraySize")
+        return max(1, min(wanted, max_size) if max_size else wanted)
+
+    def submit_array(self, submission: Submission, count: int, *, throttle: int | None = None) -> list[str]:
         """Given a submission whose spec and log paths hold ARRAY_TASK_ID (sbatch_script), submit
-        one job array of count tasks, at most throttle running at once (0: no limit); return the
-        task ids ('123_0', '123_1', …). Raise ExecutorError beyond the cluster's MaxArraySize."""
+        one job array of count tasks, at most throttle running at once (None: executor.slurm.
+        array_throttle; 0: no limit); return the task ids ('123_0', '123_1', …). Raise
+        ExecutorError beyond the cluster's MaxArraySize."""
         if count < 1:
             raise ExecutorError("a job array needs at least one task")
         max_size = config_number(self.cluster_config() or {}, "MaxArraySize")
         if max_size and count > max_size:
             raise ExecutorError(f"a job array of {count} tasks is larger than the cluster allows "
                                 f"(MaxArraySize = {max_size}); submit it in parts of at most {max_size}")
+        throttle = self.settings.array_throttle if throttle is None else throttle
         script = self._write_script(submission, array_size=count, array_throttle=throttle)
-        array_id = self._sbatch(script, submission, f"job array {submission.job_id}")
+        try:
+            array_id = self._sbatch(script, submission, f"job array {submission.job_id} ({count} tasks)")
+        except ExecutorError:
+            if self.clock() < self._limit_until:
+                # A submit limit counts every task: split the next arrays rather than ask again for
+                # as many. MaxSubmitJobs is an account's limit, not in `scontrol show config`.
+                self._array_cap = max(1, count // 2)
+            raise
         return [f"{array_id}_{task}" for task in range(count)]
 
     def _write_script(self, submission: Submission, **array) -> str:
+        """Write the job's sbatch script into its folder (as paths are on the cluster), copy the
+        folder there if the cluster has its own scratch; return the script's path on the cluster."""
+        files = self.files
+        on_cluster = Submission(submission.job_id, Path(files.job_path(submission.spec_path)),
+                                Path(files.job_path(submission.log_path)), Path(files.job_path(submission.work_dir)),
+                                submission.resources)
         try:
-            text = render_sbatch_script(self.settings, submission, **array)
+            text = render_sbatch_script(self.settings, on_cluster, **array)
         except ValueError as error:
             raise ExecutorError(f"cannot write the sbatch script of job {submission.job_id}: {error}") from error
         try:
@@ -176,13 +217,15 @@ class SlurmExecutor:
             submission.log_path.parent.mkdir(parents=True, exist_ok=True)
             path = submission.work_dir / SCRIPT_NAME
             path.write_text(text, encoding="utf-8")
+            files.push([submission.work_dir])
         except OSError as error:
             raise ExecutorError(f"cannot write the sbatch script of job {submission.job_id}: "
                                 f"{error.strerror or error}") from error
-        return str(path)
+        return files.job_path(path)
 
     def _sbatch(self, script: str, submission: Submission, what: str) -> str:
-        code, out, err = self._run(["sbatch", "--parsable", f"--chdir={submission.work_dir}", script])
+        code, out, err = self._run(["sbatch", "--parsable", f"--chdir={self.files.job_path(submission.work_dir)}",
+                                    script])
         if code != 0:
             problem = message_of(err, out)
             if is_unreachable(problem):
@@ -211,7 +254,7 @@ class SlurmExecutor:
         ours = [job for job in jobs if job.executor_job_id]
         if not ours or self.clock() < self._quiet_until:
             return {}
-        ids = sorted({job.executor_job_id for job in ours}, key=_id_order)
+        ids = _query_ids(job.executor_job_id for job in ours)
         code, out, err = self._run(["squeue", "--noheader", "--array", "--states=all", f"--jobs={','.join(ids)}",
                                     f"--Format={SQUEUE_FORMAT}"])
         if code == 0:
@@ -233,6 +276,10 @@ class SlurmExecutor:
                     statuses[job.id] = status
         if any(status.outcome.ended for status in statuses.values()):
             self._limit_until = 0.0  # one of ours ended: a submit limit has room again
+        now = self.clock()
+        self._gpu_wait_s = max((now - job.created for job in ours if job.id in statuses
+                                and statuses[job.id].outcome is Outcome.PENDING and self._wants_gpu(job.resources)),
+                               default=0.0)
         return statuses
 
     def _sacct(self, ids: list[str]) -> tuple[dict[str, SlurmRecord], bool]:
@@ -241,7 +288,7 @@ class SlurmExecutor:
         if self._accounting is False:
             return {}, True
         code, out, err = self._run(["sacct", "--noheader", "--parsable2", "--allocations",
-                                    f"--jobs={','.join(sorted(ids, key=_id_order))}", f"--format={SACCT_FORMAT}"])
+                                    f"--jobs={','.join(_query_ids(ids))}", f"--format={SACCT_FORMAT}"])
         if code != 0:
             problem = message_of(err, out)
             if is_accounting_disabled(problem):
@@ -317,6 +364,13 @@ class SlurmExecutor:
     def unreachable(self) -> str:
         """Why the controller counts as unreachable now, or '' when it answers."""
         return self._last_problem if self._unreachable_since is not None else ""
+
+
+def _query_ids(job_ids) -> list[str]:
+    """Given our job and task ids, return what to ask squeue or sacct about: an array by its own id
+    (which lists all of its tasks) rather than task by task, so the command stays short at
+    thousands of tasks."""
+    return sorted({job_id.partition("_")[0] for job_id in job_ids}, key=_id_order)
 
 
 def _id_order(job_id: str) -> tuple[int, int]:

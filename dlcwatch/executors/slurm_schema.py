@@ -48,6 +48,40 @@ SLURM_SECTION = Section("The SLURM executor: each job is one sbatch job running 
                                  "MaxJobCount is respected too, and when SLURM refuses a job for a "
                                  "submit limit (MaxSubmitJobs) submission pauses until one of ours ends.",
                                  default=20, minimum=1),
+    "array_tasks": Option("int", "Submit jobs waiting at the same time as one job array of up to this many "
+                          "tasks (one sbatch call; the cluster's MaxArraySize is respected); 1: one sbatch "
+                          "per job. Each task is one job of executor.videos_per_job videos and counts "
+                          "towards max_jobs_in_flight.", default=100, minimum=1),
+    "array_throttle": Option("int", "Most tasks of one job array running at once (sbatch --array=0-N%K); "
+                             "0: as many as the cluster gives.", default=0, minimum=0),
+    "host": Option("str", "The cluster's login node as user@host when this machine is not one: every SLURM "
+                   "command runs there over ssh (one shared connection, key login, no password prompts). "
+                   "Empty: SLURM commands run here.", default="", example="labuser@login.cluster.edu"),
+    "ssh": Section("How to log in to host.", {
+        "identity_file": Option("path", "Private key to log in with (the daemon runs unattended, so no "
+                                "passphrase); empty: ssh's default.", default=""),
+        "port": Option("int", "ssh port.", default=22, minimum=1),
+        "options": Option("strings", "Extra ssh -o options.", default=[], example=["ServerAliveInterval=30"]),
+    }),
+    "scratch": Option("str", "With host: a folder on the cluster's file system (absolute) to copy videos, the "
+                      "model and job files into with rsync, for clusters that do not mount this machine's "
+                      "storage; results are copied back. Empty: the cluster sees the same paths as this "
+                      "machine (a shared file system) and nothing is copied.", default="",
+                      example="/scratch/labuser/dlcwatch"),
+    "scratch_quota_gb": Option("float", "Most GB of videos copied into scratch at once: videos wait on this "
+                               "machine until there is room, and each copy is deleted once its video is "
+                               "analyzed. 0: no limit.", default=0.0, minimum=0),
+    "cpu_fallback": Section("When the cluster's GPUs are all taken: once one of our GPU jobs has waited longer "
+                            "than after_pending_min, the next jobs go to a CPU partition instead (slower, but "
+                            "they start). Jobs already waiting stay where they are.", {
+        "partition": Option("str", "CPU partition for those jobs; empty: no fallback, GPU jobs wait.", default="",
+                            example="cpu"),
+        "after_pending_min": Option("float", "Minutes a GPU job may wait before the next ones go to the CPU "
+                                    "partition.", default=60.0, minimum=0),
+        "time_limit_min": Option("int", "Time limit of a CPU job in minutes: DeepLabCut runs several times "
+                                 "slower without a GPU.", default=720, minimum=1),
+        "cpus": Option("int", "CPUs of a CPU job.", default=8, minimum=1),
+    }),
     "poll_interval_s": Option("float", "Seconds between polls of the cluster (one squeue, and one sacct when "
                               "needed, for all our jobs). Cluster admins frown on tools that ask more "
                               "often than every 30 s.", default=30.0, minimum=1),

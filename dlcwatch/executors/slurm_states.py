@@ -59,7 +59,8 @@ STATE_OUTCOMES: dict[str, Outcome] = {
 
 # What sbatch, squeue and scancel print when the controller does not answer.
 UNREACHABLE_MARKERS = ("unable to contact slurm controller", "socket timed out", "connection refused",
-                       "connection timed out", "zero bytes were transmitted", "timed out after")
+                       "connection timed out", "zero bytes were transmitted", "timed out after",
+                       "cannot reach")  # the last: dlcwatch.ssh, when the login node itself does not answer
 # What sbatch says when a per-user or per-association submit limit (MaxSubmitJobs) is reached.
 SUBMIT_LIMIT_MARKERS = ("maxsubmitjob", "job submit limit", "assocmaxsubmitjoblimit")
 UNKNOWN_JOB_MARKER = "invalid job id specified"

@@ -1,0 +1,159 @@
+"""The daemon submitting job arrays to a real single-node SLURM (no DeepLabCut: the worker's python
+is a stand-in that sleeps, so tasks stay in the queue while the test looks at them)."""
+
+import time
+from pathlib import Path
+
+from conftest import cli, write_config
+from dlcwatch.config import load_config
+from dlcwatch.daemon import Daemon
+from dlcwatch.executors.slurm import SlurmExecutor
+from dlcwatch.states import JobState
+from dlcwatch.states import VideoState as S
+from slurm_fixtures import CountingRunner, wait_for
+
+pytest_plugins = ["slurm_fixtures"]
+
+
+def sleeping_python(folder: Path) -> Path:
+    path = folder / "sleeping-python"
+    path.write_text("#!/bin/sh\nexec sleep 600\n")
+    path.chmod(0o755)
+    return path
+
+
+def array_daemon(cluster, tmp_path, clock=time.time, **slurm):
+    """A daemon on the test cluster whose SLURM commands are counted (daemon.executor.runner)."""
+    model = tmp_path / "model" / "config.yaml"
+    model.parent.mkdir(parents=True)
+    model.write_text("Task: none\n")
+    settings = {"cpus": 1, "gpus": 0, "mem_gb": 0.1, "time_limit_min": 10, "poll_interval_s": 1.0,
+                "python": str(sleeping_python(tmp_path)), **slurm}
+    config = load_config(write_config(tmp_path, model, executor={"kind": "slurm", "videos_per_job": 1,
+                                                                  "slurm": settings}))
+    executor = SlurmExecutor(config.executor.slurm, runner=CountingRunner(cluster.runner), clock=clock)
+    return Daemon(config, executor=executor, watch_events=False)
+
+
+def queue_videos(daemon, count: int) -> None:
+    """Record count videos as queued, as intake would after probing them (no files are needed until a
+    worker runs, and these workers only sleep)."""
+    first = len(daemon.store.videos())
+    for index in range(first, first + count):
+        video = daemon.store.add_video(f"/lab/v{index}.mp4", "/lab", f"v{index}.mp4", size=1, mtime_ns=1)
+        daemon.store.set_video_state(video.id, S.QUEUED, "probed", frames=100 + index, fps=30.0)
+
+
+def cancel_all(cluster, daemon) -> None:
+    arrays = {job.executor_job_id.split("_")[0] for job in daemon.store.active_jobs() if job.executor_job_id}
+    if arrays:
+        cluster.command("scancel", *sorted(arrays), check=False)
+
+
+def test_200_videos_go_as_arrays_within_max_array_size_and_one_poll_asks_squeue_once(slurm_cluster, tmp_path):
+    # The test cluster's MaxArraySize is 100: the 150 asked for become arrays of 100.
+    daemon = array_daemon(slurm_cluster, tmp_path, max_jobs_in_flight=250, array_tasks=150, array_throttle=2)
+    runner = daemon.executor.runner
+    try:
+        queue_videos(daemon, 200)
+        daemon.submit(time.time())
+        assert runner.count("sbatch") == 2
+        jobs = daemon.store.active_jobs()
+        assert len(jobs) == 200 and all(job.state is JobState.SUBMITTED for job in jobs)
+        by_array: dict[str, list[str]] = {}
+        for job in jobs:
+            array_id, _, task = job.executor_job_id.partition("_")
+            by_array.setdefault(array_id, []).append(task)
+        assert sorted(len(tasks) for tasks in by_array.values()) == [100, 100]
+        assert all(sorted(map(int, tasks)) == list(range(100)) for tasks in by_array.values())
+        scripts = sorted(tmp_path.glob("staging/jobs/array*/job.sbatch"))
+        assert len(scripts) == 2 and all("#SBATCH --array=0-99%2\n" in path.read_text() for path in scripts)
+        assert {len(daemon.store.job_video_ids(job.id)) for job in jobs} == {1}
+        assert {video.state for video in daemon.store.videos()} == {S.SUBMITTED}
+
+        runner.calls.clear()
+        daemon.poll(time.time())
+        assert [argv[0] for argv in runner.calls] == ["squeue"]  # all 200 are in the queue: no sacct needed
+        # squeue is asked about the two arrays, not 200 task ids.
+        assert sum(argv[-2].count(",") + 1 for argv in runner.calls if argv[-2].startswith("--jobs=")) == 2
+
+        # Two tasks run at a time (the throttle), the rest pend; the daemon sees the running ones.
+        wait_for(lambda: (daemon.poll(time.time()) or True) and
+                 len(daemon.store.jobs([JobState.RUNNING])) == 4, 60, "two running tasks per array", interval=1.1)
+        assert len(daemon.store.jobs([JobState.SUBMITTED])) == 196
+    finally:
+        cancel_all(slurm_cluster, daemon)
+        daemon.close()
+
+
+def test_max_jobs_in_flight_holds_the_rest_back_and_a_freed_slot_gets_one_job(slurm_cluster, tmp_path):
+    daemon = array_daemon(slurm_cluster, tmp_path, max_jobs_in_flight=5)
+    runner = daemon.executor.runner
+    try:
+        queue_videos(daemon, 12)
+        daemon.submit(time.time())
+        daemon.submit(time.time())  # no room: nothing more
+        assert runner.count("sbatch") == 1
+        jobs = daemon.store.active_jobs()
+        assert len(jobs) == 5 and len({job.executor_job_id.split("_")[0] for job in jobs}) == 1
+        assert len(daemon.store.videos([S.QUEUED])) == 7
+
+        # A person cancels one pending task: SLURM drops it without a record (no CANCELLED state
+        # to read), yet its video is left failed, not retried, and its slot takes one more job.
+        completed = cli("cancel", "--job", str(jobs[0].id), "--config", str(tmp_path / "config.yaml"),
+                        env={"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]})
+        assert completed.returncode == 0, completed.stderr
+        wait_for(lambda: (daemon.poll(time.time()) or True) and len(daemon.store.active_jobs()) == 4, 60,
+                 "the cancelled task to end", interval=1.1)
+        cancelled = daemon.store.video(daemon.store.job_video_ids(jobs[0].id)[0])
+        assert cancelled.state is S.FAILED and "cancelled" in cancelled.reason
+        assert daemon.store.job(jobs[0].id).state is JobState.CANCELLED
+        daemon.submit(time.time())
+        assert runner.count("sbatch") == 2
+        newest = max(daemon.store.active_jobs(), key=lambda job: job.id)
+        assert "_" not in newest.executor_job_id  # a single job, no array of one
+        assert len(daemon.store.videos([S.QUEUED])) == 6
+    finally:
+        cancel_all(slurm_cluster, daemon)
+        daemon.close()
+
+
+def test_an_array_refused_by_the_controller_returns_its_videos_to_the_queue_with_slurms_words(slurm_cluster,
+                                                                                             tmp_path):
+    daemon = array_daemon(slurm_cluster, tmp_path, partition="no-such-partition")
+    try:
+        queue_videos(daemon, 3)
+        daemon.submit(time.time())
+        assert [job.state for job in daemon.store.jobs()] == [JobState.FAILED] * 3
+        for video in daemon.store.videos():
+            assert video.state is S.QUEUED and video.attempts == 0  # not the video's fault
+            assert "invalid partition" in video.reason.lower() and "sbatch refused job array" in video.reason
+    finally:
+        daemon.close()
+
+
+def test_a_submit_limit_splits_the_next_arrays_and_holds_the_rest_back(slurm_accounting_cluster, tmp_path):
+    cluster = slurm_accounting_cluster
+    cluster.command("sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=3")
+    now = [time.time()]
+    daemon = array_daemon(cluster, tmp_path, clock=lambda: now[0], extra_sbatch=["--hold"])
+    runner = daemon.executor.runner
+    try:
+        queue_videos(daemon, 5)
+        for _ in range(4):  # each refusal pauses submission (LIMIT_PAUSE_S); the clock jumps past it
+            daemon.submit(now[0])
+            now[0] += 301
+        active = daemon.store.active_jobs()
+        assert len(active) == 3  # the limit
+        # Array of 5 refused | 2 taken, 2 refused | 1 taken, 1 refused | 1 refused: after a refusal,
+        # nothing more is tried in that round, and arrays shrink.
+        assert runner.count("sbatch") == 6
+        assert sorted(len(daemon.store.job_video_ids(job.id)) for job in active) == [1, 1, 1]
+        assert sorted(job.executor_job_id.count("_") for job in active) == [0, 1, 1]
+        queued = daemon.store.videos([S.QUEUED])
+        assert len(queued) == 2 and all(video.attempts == 0 for video in queued)  # not the videos' fault
+        assert all("submit limit reached" in video.reason for video in queued)
+    finally:
+        cancel_all(cluster, daemon)
+        daemon.close()
+        cluster.command("sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=-1")

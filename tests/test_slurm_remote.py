@@ -1,0 +1,117 @@
+"""A cluster whose login node is another machine: SLURM commands over ssh, videos and job files
+staged into the cluster's scratch with rsync. The "login node" is a real sshd on 127.0.0.1 in
+front of the real test SLURM; its scratch is a folder this process never hands to a job itself."""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import sshd
+from conftest import needs_dlc, write_config
+from dlcwatch.config import load_config
+from dlcwatch.daemon import Daemon
+from dlcwatch.jobspec import read_json
+from dlcwatch.states import VideoState as S
+from dlcwatch.synthetic import write_video
+from slurm_fixtures import wait_for
+
+pytest_plugins = ["slurm_fixtures"]
+
+
+@pytest.fixture
+def login_node(slurm_cluster, tmp_path):
+    """An sshd whose sessions find the test cluster (as a login node's shell would)."""
+    reason = sshd.available()
+    if reason:
+        pytest.skip(reason)
+    server = sshd.TestSSHServer(tmp_path / "sshd", extra_config=[f"SetEnv SLURM_CONF={slurm_cluster.env['SLURM_CONF']}"])
+    server.start()
+    yield server
+    server.stop()
+
+
+def remote_config(tmp_path, model, server, **slurm):
+    settings = {"cpus": 1, "gpus": 1, "mem_gb": 0.5, "time_limit_min": 10, "poll_interval_s": 1.0,
+                "python": sys.executable, "host": f"{server.user}@127.0.0.1",
+                "ssh": {"identity_file": str(server.client_key), "port": server.port},
+                "scratch": str(tmp_path / "cluster scratch"), **slurm}
+    return write_config(tmp_path, model, watch={"settle_s": 0.2},
+                        executor={"kind": "slurm", "videos_per_job": 1, "slurm": settings})
+
+
+@needs_dlc
+def test_videos_are_staged_to_scratch_within_its_quota_analyzed_there_and_cleaned_up(login_node, tiny_model,
+                                                                                    tmp_path, monkeypatch):
+    # No SLURM_CONF here: a SLURM command run on this side could not find the cluster, so every
+    # one that works went through the login node.
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    sizes = []
+    for index in range(3):
+        path = tmp_path / "videos" / f"cage {index} 'a'.mp4"
+        write_video(path, frames=30, phase=index)
+        sizes.append(path.stat().st_size)
+    quota_gb = 1.5 * max(sizes) / 1e9  # room for one video at a time
+    config = load_config(remote_config(tmp_path, tiny_model, login_node, scratch_quota_gb=quota_gb))
+    scratch = tmp_path / "cluster scratch"
+    daemon = Daemon(config, watch_events=False)
+    daemon.start()
+    most_staged = 0
+    try:
+        def step():
+            nonlocal most_staged
+            daemon.tick(time.time())
+            most_staged = max(most_staged, len(daemon.store.staged_videos()))
+            return daemon.idle()
+        wait_for(step, 300, "every video analyzed on the cluster and delivered", interval=0.3)
+        videos = daemon.store.videos()
+        assert [video.state for video in videos] == [S.DONE] * 3, [video.reason for video in videos]
+        assert most_staged == 1  # the quota held the others back
+        for video in videos:
+            assert (Path(video.output_dir) / "manifest.json").exists()
+            messages = [event.message for event in daemon.store.events(video_id=video.id)]
+            assert any(m.startswith("copied to the cluster's scratch") for m in messages)
+            assert "copy in the cluster's scratch deleted" in messages
+        # The job saw only scratch paths; the model came along, without the project's videos.
+        spec = read_json(daemon.store.job(videos[0].job_id).spec_path)
+        assert spec["videos"][0]["path"].startswith(f"{scratch}/videos/")
+        assert spec["model"]["config"].startswith(f"{scratch}/model/")
+        assert spec["result"].startswith(f"{scratch}/jobs/")
+        assert Path(spec["model"]["config"]).exists()
+        # Nothing left behind in scratch but the model: videos and ended jobs' folders are deleted.
+        assert [p.name for p in (scratch / "videos").iterdir() if not p.name.startswith(".")] == []
+        assert not list((scratch / "jobs").glob("job*"))
+        assert not daemon.store.conditions()
+    finally:
+        daemon.close()
+
+
+def test_an_unreachable_login_node_pauses_everything_and_loses_nothing(login_node, tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    model = tmp_path / "model" / "config.yaml"
+    model.parent.mkdir()
+    model.write_text("Task: none\n")
+    (model.parent / "dlc-models-pytorch").mkdir()
+    config = load_config(remote_config(tmp_path, model, login_node, unreachable_backoff_s=1.0))
+    login_node.stop()  # before anything connected: no shared connection outlives it
+    daemon = Daemon(config, watch_events=False)
+    daemon.start()
+    try:
+        path = tmp_path / "videos" / "x.mp4"
+        path.write_bytes(b"not looked at: nothing gets that far")
+        video = daemon.store.add_video(str(path), str(path.parent), path.name, size=path.stat().st_size,
+                                       mtime_ns=path.stat().st_mtime_ns)
+        daemon.store.set_video_state(video.id, S.QUEUED, "probed", frames=10, fps=30.0, sha256="0" * 64)
+        for _ in range(3):
+            daemon.tick(time.time())
+            time.sleep(0.3)
+        assert daemon.store.video(video.id).state is S.QUEUED and daemon.store.jobs() == []
+        problem = daemon.executor.unreachable
+        assert "cannot reach" in problem and "127.0.0.1" in problem
+        [condition] = daemon.store.conditions()
+        assert condition["name"] == "executor" and "cannot reach" in condition["message"]
+    finally:
+        daemon.close()
+    assert os.environ.get("SLURM_CONF") is None
