@@ -33,6 +33,7 @@ log = logging.getLogger("dlcwatch.daemon")
 
 S = VideoState
 MAX_DELIVERY_BACKOFF_S = 3600.0
+STAGE_RETRY_S = 300.0     # a video whose copy to the cluster failed waits this long before the next try
 # Videos in these states still need the daemon; with none left, `run --until-idle` returns.
 BUSY_STATES = (S.SETTLING, S.QUEUED, S.SUBMITTED, S.RUNNING, S.ANALYZED, S.DELIVERING)
 
@@ -337,8 +338,13 @@ class Daemon:
             try:
                 staged_path = files.stage(video)
             except OSError as error:
-                self.store.set_condition("scratch", f"cannot copy videos to the cluster's scratch: "
-                                         f"{error.strerror or error}", now=now)
+                why = error.strerror or str(error)
+                self.store.set_condition("scratch", f"cannot copy videos to the cluster's scratch: {why}", now=now)
+                # Set aside for a while, so one video that keeps failing (changed since intake, say)
+                # does not hold back the others.
+                self.store.update_video(video.id, not_before=now + STAGE_RETRY_S, now=now)
+                self.store.add_event(f"not copied to the cluster's scratch ({why}); trying again in "
+                                     f"{STAGE_RETRY_S:.0f} s", video_id=video.id, now=now)
                 return False
             self.store.update_video(video.id, staged_path=staged_path, now=now)
             self.store.add_event(f"copied to the cluster's scratch as {staged_path}", video_id=video.id, now=now)

@@ -1,6 +1,7 @@
 """The daemon submitting job arrays to a real single-node SLURM (no DeepLabCut: the worker's python
 is a stand-in that sleeps, so tasks stay in the queue while the test looks at them)."""
 
+import sys
 import time
 from pathlib import Path
 
@@ -157,3 +158,41 @@ def test_a_submit_limit_splits_the_next_arrays_and_holds_the_rest_back(slurm_acc
         cancel_all(cluster, daemon)
         daemon.close()
         cluster.command("sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=-1")
+
+
+def uneven_python(folder: Path) -> Path:
+    """A stand-in worker: a job whose first video has an even id reports it analyzed at once and
+    ends; the others sleep (still running)."""
+    path = folder / "uneven-python"
+    path.write_text(f"""#!{sys.executable}
+import json, os, sys, time
+spec = json.load(open(sys.argv[3]))
+video = spec["videos"][0]
+if video["id"] % 2:
+    time.sleep(600)
+os.makedirs(os.path.dirname(spec["result"]), exist_ok=True)  # an array task's own folder is new
+entry = {{"status": "ok", "frames": video["frames"], "seconds": 0.1, "scorer": "fake"}}
+json.dump({{"finished": time.time(), "exit_code": 0, "videos": {{str(video["id"]): entry}}}}, open(spec["result"], "w"))
+""")
+    path.chmod(0o755)
+    return path
+
+
+def test_a_finished_array_task_is_taken_while_the_others_still_run(slurm_cluster, tmp_path):
+    daemon = array_daemon(slurm_cluster, tmp_path, python=str(uneven_python(tmp_path)))
+    try:
+        queue_videos(daemon, 2)
+        daemon.submit(time.time())
+        jobs = {daemon.store.job_video_ids(job.id)[0]: job for job in daemon.store.active_jobs()}
+        assert len({job.executor_job_id.split("_")[0] for job in jobs.values()}) == 1  # one array
+
+        def analyzed():
+            daemon.poll(time.time() + 2)
+            return any("analyzed in job" in event.message for event in daemon.store.events(video_id=2))
+        wait_for(analyzed, 60, "the even video's task to be taken", interval=1.1)
+        assert daemon.store.job(jobs[2].id).state is JobState.FINISHED
+        assert daemon.store.job(jobs[1].id).state in (JobState.SUBMITTED, JobState.RUNNING)
+        assert daemon.store.video(1).state in (S.SUBMITTED, S.RUNNING)
+    finally:
+        cancel_all(slurm_cluster, daemon)
+        daemon.close()

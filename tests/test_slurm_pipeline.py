@@ -36,8 +36,19 @@ def slurm_env(slurm_cluster, monkeypatch):
     return slurm_cluster
 
 
-def test_videos_go_through_slurm_and_a_restarted_daemon_delivers_each_once(slurm_env, tiny_model, tmp_path):
-    config_path = slurm_config(tmp_path, tiny_model)
+@pytest.fixture(params=["without accounting", "with accounting"])
+def either_cluster(request, monkeypatch):
+    """Each cluster in turn: without accounting squeue and the result files decide; with it (and
+    MinJobAge 2 s), sacct is what still knows the ended tasks."""
+    cluster = request.getfixturevalue("slurm_cluster" if request.param == "without accounting"
+                                      else "slurm_accounting_cluster")
+    monkeypatch.setenv("SLURM_CONF", cluster.env["SLURM_CONF"])
+    return cluster
+
+
+def test_videos_go_through_slurm_and_a_restarted_daemon_delivers_each_once(either_cluster, tiny_model, tmp_path):
+    gpus = 1 if either_cluster.settings.get("FAKE_GPUS", "0") != "0" else 0
+    config_path = slurm_config(tmp_path, tiny_model, gpus=gpus)
     for index in range(3):
         write_video(tmp_path / "videos" / f"cage {index}.mp4", frames=30, phase=index)
     first = Daemon(load_config(config_path), watch_events=False)
@@ -49,8 +60,13 @@ def test_videos_go_through_slurm_and_a_restarted_daemon_delivers_each_once(slurm
     assert sorted(job.executor_job_id for job in jobs) == [f"{array_id}_{task}" for task in (0, 1)]
     assert all(job.executor == "slurm" for job in jobs)
     script = (Path(jobs[0].spec_path).parent / "job.sbatch").read_text()
-    assert "--gres=gpu:1" in script and "dlcwatch.worker" in script and "#SBATCH --array=0-1\n" in script
+    assert ("--gres=gpu:1" in script) == bool(gpus)
+    assert "dlcwatch.worker" in script and "#SBATCH --array=0-1\n" in script
     first.close()  # the daemon dies; SLURM keeps the jobs
+    if either_cluster.settings.get("WITH_ACCOUNTING"):
+        # Down long enough for the tasks to end and squeue to forget them: only sacct knows them now.
+        wait_for(lambda: not either_cluster.command("squeue", "--noheader", "--array", f"--jobs={array_id}").strip(),
+                 180, "squeue to forget the ended tasks", interval=1.0)
 
     second = Daemon(load_config(config_path), watch_events=False)
     second.start()
@@ -62,6 +78,10 @@ def test_videos_go_through_slurm_and_a_restarted_daemon_delivers_each_once(slurm
             assert [e.new_state for e in second.store.events(video_id=video.id)].count("done") == 1
             assert (Path(video.output_dir) / "manifest.json").exists()
             assert video.attempts == 1  # nothing ran twice
+        if either_cluster.settings.get("WITH_ACCOUNTING"):
+            ended = [e.message for e in second.store.events() if e.job_id and e.new_state == "finished"]
+            # sacct knew how they ended, not just the result files.
+            assert len(ended) == 2 and all("SLURM no longer lists" not in message for message in ended), ended
     finally:
         second.close()
 

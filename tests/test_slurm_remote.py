@@ -2,6 +2,7 @@
 staged into the cluster's scratch with rsync. The "login node" is a real sshd on 127.0.0.1 in
 front of the real test SLURM; its scratch is a folder this process never hands to a job itself."""
 
+import hashlib
 import os
 import sys
 import time
@@ -115,3 +116,80 @@ def test_an_unreachable_login_node_pauses_everything_and_loses_nothing(login_nod
     finally:
         daemon.close()
     assert os.environ.get("SLURM_CONF") is None
+
+
+def test_a_video_that_changed_since_intake_is_set_aside_and_the_others_go_on(login_node, tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    model = tmp_path / "model" / "config.yaml"
+    model.parent.mkdir()
+    model.write_text("Task: none\n")
+    sleeper = tmp_path / "sleeping-python"
+    sleeper.write_text("#!/bin/sh\nexec sleep 600\n")
+    sleeper.chmod(0o755)
+    config = load_config(remote_config(tmp_path, model, login_node, gpus=0, python=str(sleeper)))
+    daemon = Daemon(config, watch_events=False)
+    daemon.start()
+    try:
+        # The changed one is longer, so it is packed (and copied) first.
+        for name, content, frames in (("changed.mp4", b"new content", 20),
+                                      ("fine.mp4", b"the bytes intake hashed", 10)):
+            path = tmp_path / "videos" / name
+            path.write_bytes(content)
+            video = daemon.store.add_video(str(path), str(path.parent), name, size=path.stat().st_size,
+                                           mtime_ns=path.stat().st_mtime_ns)
+            daemon.store.set_video_state(video.id, S.QUEUED, "probed", frames=frames, fps=30.0,
+                                         sha256=hashlib.sha256(b"the bytes intake hashed").hexdigest())
+        now = time.time()
+        daemon.submit(now)  # the changed one fails verification: set aside, nothing submitted this round
+        changed, fine = daemon.store.videos()
+        assert changed.state is S.QUEUED and changed.not_before > now + 60 and changed.staged_path is None
+        assert any("not copied to the cluster's scratch" in e.message for e in daemon.store.events(video_id=changed.id))
+        assert [c["name"] for c in daemon.store.conditions()] == ["scratch"]
+        assert not list((tmp_path / "cluster scratch" / "videos").glob("video*"))  # the bad copy was removed
+        daemon.submit(now + 1)  # the other one goes on
+        fine = daemon.store.video(fine.id)
+        assert fine.state is S.SUBMITTED and fine.staged_path.endswith(f"/videos/video{fine.id}.mp4")
+        assert Path(fine.staged_path).read_bytes() == b"the bytes intake hashed"
+        assert daemon.store.conditions() == []  # the copy that worked says scratch is fine again
+    finally:
+        for job in daemon.store.active_jobs():
+            daemon.executor.cancel(job)
+        daemon.close()
+
+
+def test_a_shared_file_system_needs_only_the_commands_over_ssh(login_node, tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    model = tmp_path / "model" / "config.yaml"
+    model.parent.mkdir()
+    model.write_text("Task: none\n")
+    worker = tmp_path / "reporting-python"  # reports its one video analyzed, at the paths it was given
+    worker.write_text(f"""#!{sys.executable}
+import json, sys, time
+spec = json.load(open(sys.argv[3]))
+video = spec["videos"][0]
+entry = {{"status": "ok", "frames": video["frames"], "seconds": 0.1, "scorer": "fake", "path": video["path"]}}
+json.dump({{"finished": time.time(), "exit_code": 0, "videos": {{str(video["id"]): entry}}}}, open(spec["result"], "w"))
+""")
+    worker.chmod(0o755)
+    config = load_config(remote_config(tmp_path, model, login_node, gpus=0, python=str(worker), scratch=""))
+    daemon = Daemon(config, watch_events=False)
+    daemon.start()
+    try:
+        path = tmp_path / "videos" / "in place.mp4"
+        path.write_bytes(b"x")
+        video = daemon.store.add_video(str(path), str(path.parent), path.name, size=1,
+                                       mtime_ns=path.stat().st_mtime_ns)
+        daemon.store.set_video_state(video.id, S.QUEUED, "probed", frames=10, fps=30.0, sha256="0" * 64)
+        daemon.submit(time.time())
+        [job] = daemon.store.active_jobs()
+
+        def analyzed():
+            daemon.poll(time.time() + 2)
+            return daemon.store.video(video.id).state is S.ANALYZED
+        wait_for(analyzed, 60, "the job, submitted over ssh, to report its video", interval=1.1)
+        result = read_json(job.result_path)  # written by the job itself, at our own path
+        assert result["videos"][str(video.id)]["path"] == str(path)
+        assert daemon.store.video(video.id).staged_path is None
+        assert not (tmp_path / "cluster scratch").exists()
+    finally:
+        daemon.close()
