@@ -51,6 +51,16 @@ class ListOf:
     example: list = field(default_factory=list)
 
 
+def ssh_section(help: str) -> Section:
+    """Given what the connection is for, return the section of how to log in over ssh."""
+    return Section(help, {
+        "identity_file": Option("path", "Private key to log in with (the daemon runs unattended, so no "
+                                "passphrase); empty: ssh's default.", default=""),
+        "port": Option("int", "ssh port.", default=22, minimum=1),
+        "options": Option("strings", "Extra ssh -o options.", default=[], example=["ServerAliveInterval=30"]),
+    })
+
+
 # The executor sections need Option and Section, defined above.
 from dlcwatch.executors.slurm_schema import SLURM_SECTION  # noqa: E402
 
@@ -91,12 +101,7 @@ SCHEMA = Section("dlcwatch configuration", {
                        "<root>/<rel>/<name>/. A local or mounted folder, or user@host:/path for another "
                        "machine (rsync over ssh, verified on arrival).",
                        required=True, example="/data/behavior/dlc-results"),
-        "ssh": Section("How to reach the output machine when root is user@host:/path.", {
-            "identity_file": Option("path", "Private key to log in with (the daemon runs unattended, so "
-                                    "no passphrase); empty: ssh's default.", default=""),
-            "port": Option("int", "ssh port.", default=22, minimum=1),
-            "options": Option("strings", "Extra ssh -o options.", default=[], example=["ServerAliveInterval=30"]),
-        }),
+        "ssh": ssh_section("How to reach the output machine when root is user@host:/path."),
         "after_delivery": Option("choice", "What to do with the source video once its results are "
                                  "delivered and verified: keep it, delete it, or move it under move_to "
                                  "(same relative path). A video whose content changed since it was "

@@ -186,6 +186,40 @@ sys.exit(spec.get("exit", 0))
     return path
 
 
+def executable(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def sleeping_python(folder: Path) -> Path:
+    """A stand-in for the worker's python that never finishes by itself (tasks stay in the queue)."""
+    return executable(folder / "sleeping-python", "#!/bin/sh\nexec sleep 600\n")
+
+
+def reporting_python(folder: Path, *, odd_ids_sleep: bool = False) -> Path:
+    """A stand-in worker that reports the first video of its job analyzed (with the path it was
+    given) and ends; with odd_ids_sleep, a job whose first video has an odd id sleeps instead."""
+    return executable(folder / "reporting-python", f"""#!{sys.executable}
+import json, os, sys, time
+spec = json.load(open(sys.argv[3]))
+video = spec["videos"][0]
+if {odd_ids_sleep!r} and video["id"] % 2:
+    time.sleep(600)
+os.makedirs(os.path.dirname(spec["result"]), exist_ok=True)  # an array task's own folder is new
+entry = {{"status": "ok", "frames": video["frames"], "seconds": 0.1, "scorer": "fake", "path": video["path"]}}
+json.dump({{"finished": time.time(), "exit_code": 0, "videos": {{str(video["id"]): entry}}}}, open(spec["result"], "w"))
+""")
+
+
+def placeholder_model(folder: Path) -> Path:
+    """A model.config that exists (the config check wants one) for tests whose workers are stand-ins."""
+    model = folder / "model" / "config.yaml"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_text("Task: none\n")
+    return model
+
+
 def write_spec(path: Path, **spec) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(spec))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -10,7 +11,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
+
+import pytest
 
 SSHD = "/usr/sbin/sshd"
 
@@ -75,6 +78,21 @@ PidFile {folder / 'sshd.pid'}
                 pass
             pid_file.unlink(missing_ok=True)
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def serving(folder: Path, *, extra_config: Sequence[str] = (), start: bool = True) -> Iterator["TestSSHServer"]:
+    """A test's sshd in folder (started unless start=False), stopped afterwards; skip where none can run."""
+    reason = available()
+    if reason:
+        pytest.skip(reason)
+    server = TestSSHServer(folder, extra_config=extra_config)
+    if start:
+        server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _free_port() -> int:

@@ -15,13 +15,8 @@ from dlcwatch.transfer import TransferError
 
 @pytest.fixture
 def ssh_server(tmp_path):
-    reason = sshd.available()
-    if reason:
-        pytest.skip(reason)
-    server = sshd.TestSSHServer(tmp_path / "sshd")
-    server.start()
-    yield server
-    server.stop()
+    with sshd.serving(tmp_path / "sshd") as server:
+        yield server
 
 
 @pytest.fixture

@@ -25,12 +25,8 @@ def test_remote_roots_are_recognised():
 
 @pytest.fixture
 def ssh_server(tmp_path):
-    reason = sshd.available()
-    if reason:
-        pytest.skip(reason)
-    server = sshd.TestSSHServer(tmp_path / "sshd")
-    yield server
-    server.stop()
+    with sshd.serving(tmp_path / "sshd", start=False) as server:
+        yield server
 
 
 def destination(server, root, control):

@@ -10,7 +10,7 @@ from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.states import VideoState as S
 from dlcwatch.synthetic import write_video
-from slurm_fixtures import wait_for
+from slurm_fixtures import sleeping_python, wait_for
 
 pytestmark = needs_dlc
 pytest_plugins = ["slurm_fixtures"]
@@ -84,14 +84,6 @@ def test_videos_go_through_slurm_and_a_restarted_daemon_delivers_each_once(eithe
             assert len(ended) == 2 and all("SLURM no longer lists" not in message for message in ended), ended
     finally:
         second.close()
-
-
-def sleeping_python(folder: Path) -> Path:
-    """A stand-in for the worker's python that never finishes by itself."""
-    path = folder / "sleeping-python"
-    path.write_text("#!/bin/sh\nexec sleep 600\n")
-    path.chmod(0o755)
-    return path
 
 
 def test_a_timeout_is_retried_with_more_time_and_a_cancel_is_left_cancelled(slurm_env, tiny_model, tmp_path):

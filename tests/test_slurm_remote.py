@@ -17,7 +17,7 @@ from dlcwatch.daemon import Daemon
 from dlcwatch.jobspec import read_json
 from dlcwatch.states import VideoState as S
 from dlcwatch.synthetic import write_video
-from slurm_fixtures import wait_for
+from slurm_fixtures import placeholder_model, reporting_python, sleeping_python, wait_for
 
 pytest_plugins = ["slurm_fixtures"]
 
@@ -25,13 +25,8 @@ pytest_plugins = ["slurm_fixtures"]
 @pytest.fixture
 def login_node(slurm_cluster, tmp_path):
     """An sshd whose sessions find the test cluster (as a login node's shell would)."""
-    reason = sshd.available()
-    if reason:
-        pytest.skip(reason)
-    server = sshd.TestSSHServer(tmp_path / "sshd", extra_config=[f"SetEnv SLURM_CONF={slurm_cluster.env['SLURM_CONF']}"])
-    server.start()
-    yield server
-    server.stop()
+    with sshd.serving(tmp_path / "sshd", extra_config=[f"SetEnv SLURM_CONF={slurm_cluster.env['SLURM_CONF']}"]) as server:
+        yield server
 
 
 def remote_config(tmp_path, model, server, **slurm):
@@ -91,9 +86,7 @@ def test_videos_are_staged_to_scratch_within_its_quota_analyzed_there_and_cleane
 
 def test_an_unreachable_login_node_pauses_everything_and_loses_nothing(login_node, tmp_path, monkeypatch):
     monkeypatch.delenv("SLURM_CONF", raising=False)
-    model = tmp_path / "model" / "config.yaml"
-    model.parent.mkdir()
-    model.write_text("Task: none\n")
+    model = placeholder_model(tmp_path)
     (model.parent / "dlc-models-pytorch").mkdir()
     config = load_config(remote_config(tmp_path, model, login_node, unreachable_backoff_s=1.0))
     login_node.stop()  # before anything connected: no shared connection outlives it
@@ -120,12 +113,8 @@ def test_an_unreachable_login_node_pauses_everything_and_loses_nothing(login_nod
 
 def test_a_video_that_changed_since_intake_is_set_aside_and_the_others_go_on(login_node, tmp_path, monkeypatch):
     monkeypatch.delenv("SLURM_CONF", raising=False)
-    model = tmp_path / "model" / "config.yaml"
-    model.parent.mkdir()
-    model.write_text("Task: none\n")
-    sleeper = tmp_path / "sleeping-python"
-    sleeper.write_text("#!/bin/sh\nexec sleep 600\n")
-    sleeper.chmod(0o755)
+    model = placeholder_model(tmp_path)
+    sleeper = sleeping_python(tmp_path)
     config = load_config(remote_config(tmp_path, model, login_node, gpus=0, python=str(sleeper)))
     daemon = Daemon(config, watch_events=False)
     daemon.start()
@@ -159,18 +148,8 @@ def test_a_video_that_changed_since_intake_is_set_aside_and_the_others_go_on(log
 
 def test_a_shared_file_system_needs_only_the_commands_over_ssh(login_node, tmp_path, monkeypatch):
     monkeypatch.delenv("SLURM_CONF", raising=False)
-    model = tmp_path / "model" / "config.yaml"
-    model.parent.mkdir()
-    model.write_text("Task: none\n")
-    worker = tmp_path / "reporting-python"  # reports its one video analyzed, at the paths it was given
-    worker.write_text(f"""#!{sys.executable}
-import json, sys, time
-spec = json.load(open(sys.argv[3]))
-video = spec["videos"][0]
-entry = {{"status": "ok", "frames": video["frames"], "seconds": 0.1, "scorer": "fake", "path": video["path"]}}
-json.dump({{"finished": time.time(), "exit_code": 0, "videos": {{str(video["id"]): entry}}}}, open(spec["result"], "w"))
-""")
-    worker.chmod(0o755)
+    model = placeholder_model(tmp_path)
+    worker = reporting_python(tmp_path)  # reports its one video analyzed, with the path it was given
     config = load_config(remote_config(tmp_path, model, login_node, gpus=0, python=str(worker), scratch=""))
     daemon = Daemon(config, watch_events=False)
     daemon.start()

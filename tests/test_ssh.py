@@ -12,12 +12,8 @@ from dlcwatch.transfer import TransferError
 
 @pytest.fixture
 def ssh_server(tmp_path):
-    reason = sshd.available()
-    if reason:
-        pytest.skip(reason)
-    server = sshd.TestSSHServer(tmp_path / "sshd", extra_config=["SetEnv DLCWATCH_GREETING=bonjour"])
-    yield server
-    server.stop()
+    with sshd.serving(tmp_path / "sshd", extra_config=["SetEnv DLCWATCH_GREETING=bonjour"], start=False) as server:
+        yield server
 
 
 @pytest.fixture

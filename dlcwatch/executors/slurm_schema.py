@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dlcwatch.config import Option, Section
+from dlcwatch.config import Option, Section, ssh_section
 
 SLURM_SECTION = Section("The SLURM executor: each job is one sbatch job running the worker on a compute node.", {
     "partition": Option("str", "Partition (queue) to submit to; empty: the cluster's default.", default="",
@@ -57,12 +57,7 @@ SLURM_SECTION = Section("The SLURM executor: each job is one sbatch job running 
     "host": Option("str", "The cluster's login node as user@host when this machine is not one: every SLURM "
                    "command runs there over ssh (one shared connection, key login, no password prompts). "
                    "Empty: SLURM commands run here.", default="", example="labuser@login.cluster.edu"),
-    "ssh": Section("How to log in to host.", {
-        "identity_file": Option("path", "Private key to log in with (the daemon runs unattended, so no "
-                                "passphrase); empty: ssh's default.", default=""),
-        "port": Option("int", "ssh port.", default=22, minimum=1),
-        "options": Option("strings", "Extra ssh -o options.", default=[], example=["ServerAliveInterval=30"]),
-    }),
+    "ssh": ssh_section("How to log in to host."),
     "scratch": Option("str", "With host: a folder on the cluster's file system (absolute) to copy videos, the "
                       "model and job files into with rsync, for clusters that do not mount this machine's "
                       "storage; results are copied back. Empty: the cluster sees the same paths as this "
