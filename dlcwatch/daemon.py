@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from dlcwatch import delivery
+from dlcwatch.cluster_staging import ClusterStaging
 from dlcwatch.config import ConfigError, load_config
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
@@ -33,7 +34,6 @@ log = logging.getLogger("dlcwatch.daemon")
 
 S = VideoState
 MAX_DELIVERY_BACKOFF_S = 3600.0
-STAGE_RETRY_S = 300.0     # a video whose copy to the cluster failed waits this long before the next try
 # Videos in these states still need the daemon; with none left, `run --until-idle` returns.
 BUSY_STATES = (S.SETTLING, S.QUEUED, S.SUBMITTED, S.RUNNING, S.ANALYZED, S.DELIVERING)
 
@@ -62,12 +62,6 @@ def _placement(asked: dict, chosen: dict) -> str:
     return f" with {_describe_resources(chosen)}"
 
 
-def job_folder(job: Job) -> Path:
-    """Return a job's own folder (its result, project view and video outputs); an array task's
-    spec and log sit in the array's folder instead."""
-    return Path(job.result_path).parent
-
-
 class Daemon:
     """Given a validated config, own the store, the intake and the executor, and run the loop."""
 
@@ -85,10 +79,15 @@ class Daemon:
         self.remote = remote_destination(config)
         self.sender: Sender | None = None
         self.systemd = SystemdNotifier()
+        self.staging = self._make_staging(config)
         self.stop_requested = False
         self.reload_requested = False
         self._delivery_failures = 0
         self._next_poll = 0.0
+
+    def _make_staging(self, config) -> ClusterStaging:
+        return ClusterStaging(self.store, self.executor.files, config.executor.slurm.scratch_quota_gb,
+                              alive=self.systemd.watchdog)
 
     def _make_intake(self, config) -> Intake:
         self.events = FileEvents() if self.watch_events else None
@@ -108,8 +107,27 @@ class Daemon:
         for video in self.store.videos([S.DELIVERING]):
             self.store.set_video_state(video.id, S.ANALYZED, "delivery was interrupted; delivering again",
                                        now=now)
-        for job in self.store.jobs([JobState.CREATED]):
-            # Stopped between recording the job and handing it over: the executor never saw it.
+        self._reconcile_created(now)
+
+    def _reconcile_created(self, now: float) -> None:
+        """Settle jobs recorded but never confirmed as submitted (the daemon stopped in between):
+        the executor may have them after all, and then they must not run twice. While it cannot
+        be asked, they wait for the next tick."""
+        created = self.store.jobs([JobState.CREATED])
+        if not created:
+            return
+        try:
+            adopted = self.executor.adopt(created)
+        except ExecutorError as error:
+            log.info("cannot tell yet whether %d job(s) reached %s before the last stop (%s)", len(created),
+                     self.executor.name, error)
+            return
+        for job in created:
+            if job.id in adopted:
+                self.store.set_job_state(job.id, JobState.SUBMITTED, f"found in {self.executor.name} as "
+                                         f"{adopted[job.id]}: submitted just before the daemon stopped", now=now,
+                                         executor_job_id=adopted[job.id])
+                continue
             self.store.set_job_state(job.id, JobState.FAILED, "interrupted before submission", now=now)
             for video in self._job_videos(job, [S.SUBMITTED]):
                 self._retry_or_fail(video, "interrupted before submission", now, count_attempt=False)
@@ -164,6 +182,7 @@ class Daemon:
         self.intake = self._make_intake(new)
         self.executor.reconfigure(new)
         self.executor.files.forget_model()
+        self.staging = self._make_staging(new)
         self._start_watching()
         self._start_sender()
         log.info("configuration reloaded from %s", self.config_path)
@@ -224,12 +243,13 @@ class Daemon:
         return not any(counts.get(state.value) for state in BUSY_STATES) and not self.store.active_jobs()
 
     def tick(self, now: float) -> None:
+        self._reconcile_created(now)
         room = self._check_staging_space(now)
         if room:
             self.intake.tick(now)
         self._record_root_problems(now)
         self.poll(now)
-        self.release_staged(now)
+        self.staging.release(now)
         self.deliver(now)
         if room:
             self.submit(now)
@@ -280,7 +300,7 @@ class Daemon:
         groups: dict[str, list[Video]] = {}
         for video in ready:
             groups.setdefault(json.dumps(video.resources, sort_keys=True), []).append(video)
-        if ready and not self._model_on_cluster(now):
+        if ready and not self.staging.model_ready(self.config.model.config, self.config.behavior.model, now):
             return
         size = self.config.executor.videos_per_job
         per_array = max(1, self.executor.max_array_tasks()) if ready else 1
@@ -288,7 +308,7 @@ class Daemon:
             batches = pack_by_frames(group, size, frames=lambda video: video.frames or 0)[:slots]
             staged = []
             for batch in batches:
-                if self.stop_requested or not self._stage(batch, now):
+                if self.stop_requested or not self.staging.stage(batch, now):
                     break  # scratch is full or unreachable: the rest waits here
                 staged.append(batch)
             for start in range(0, len(staged), per_array):
@@ -301,56 +321,6 @@ class Daemon:
             slots -= len(staged)
             if slots <= 0 or len(staged) < len(batches):
                 return
-
-    def _model_on_cluster(self, now: float) -> bool:
-        """Mirror the model into the cluster's scratch (once per run); False while that fails."""
-        files = self.executor.files
-        try:
-            files.model_config(self.config.model.config)
-            files.behavior_model(self.config.behavior.model)
-        except OSError as error:
-            self.store.set_condition("scratch", f"cannot copy the model to the cluster's scratch: "
-                                     f"{error.strerror or error}", now=now)
-            return False
-        return True
-
-    def _stage(self, videos: list[Video], now: float) -> bool:
-        """Copy a batch's videos into the cluster's scratch, within its quota; return True when
-        all of them are there (always, on a shared file system). Their paths are recorded."""
-        files = self.executor.files
-        if not files.staged:
-            return True
-        quota = self.config.executor.slurm.scratch_quota_gb * 1e9
-        for video in videos:
-            if video.staged_path:
-                continue
-            used = sum(staged.size or 0 for staged in self.store.staged_videos())
-            if quota and used + (video.size or 0) > quota:
-                if not used:  # it would not fit even alone
-                    self.store.set_video_state(video.id, S.FAILED, f"{video.size / 1e9:.1f} GB is more than "
-                                               "executor.slurm.scratch_quota_gb allows; raise it, then run "
-                                               "`dlcwatch retry`", now=now)
-                return False
-            if not os.path.exists(video.path):
-                self.store.set_video_state(video.id, S.MISSING, "the file disappeared before it was copied to "
-                                           "the cluster", now=now)
-                return False
-            try:
-                staged_path = files.stage(video)
-            except OSError as error:
-                why = error.strerror or str(error)
-                self.store.set_condition("scratch", f"cannot copy videos to the cluster's scratch: {why}", now=now)
-                # Set aside for a while, so one video that keeps failing (changed since intake, say)
-                # does not hold back the others.
-                self.store.update_video(video.id, not_before=now + STAGE_RETRY_S, now=now)
-                self.store.add_event(f"not copied to the cluster's scratch ({why}); trying again in "
-                                     f"{STAGE_RETRY_S:.0f} s", video_id=video.id, now=now)
-                return False
-            self.store.update_video(video.id, staged_path=staged_path, now=now)
-            self.store.add_event(f"copied to the cluster's scratch as {staged_path}", video_id=video.id, now=now)
-            self.store.clear_condition("scratch", now=now)
-            self.systemd.watchdog()  # a large copy takes a while; the loop is alive
-        return True
 
     def _submit_job(self, videos: list[Video], now: float) -> bool:
         resources = self.executor.choose_resources(videos[0].resources)
@@ -427,13 +397,12 @@ class Daemon:
         if not active or now < self._next_poll:
             return
         self._next_poll = now + self.executor.poll_interval_s
-        files = self.executor.files
-        if not self._pull(files, active, now):
+        if not self.staging.pull(active, now):
             return
         statuses = self.executor.poll(active)
         ended = [job for job in active if job.id in statuses and statuses[job.id].outcome.ended]
         # What a job wrote just before it ended may have missed the pull above.
-        if ended and not self._pull(files, ended, now):
+        if ended and not self.staging.pull(ended, now):
             return
         for job in active:
             status = statuses.get(job.id)
@@ -453,43 +422,7 @@ class Daemon:
             if status.outcome.ended:
                 self._end_job(job, result, status, now)
         if ended:
-            self._forget_on_cluster(files, ended)
-
-    def _pull(self, files, jobs: list[Job], now: float) -> bool:
-        """Bring the jobs' folders back from the cluster's scratch (nothing to do on a shared file
-        system); False, with a condition set, while that fails: results are read next time."""
-        folders = {job_folder(job) for job in jobs} | {Path(job.log_path).parent for job in jobs if job.log_path}
-        try:
-            files.pull(sorted(folders))
-        except OSError as error:
-            self.store.set_condition("scratch", f"cannot copy results back from the cluster's scratch: "
-                                     f"{error.strerror or error}", now=now)
-            return False
-        self.store.clear_condition("scratch", now=now)
-        return True
-
-    def _forget_on_cluster(self, files, ended: list[Job]) -> None:
-        """Delete ended jobs' folders in the cluster's scratch: their results are here now."""
-        try:
-            files.remove_jobs(sorted({job_folder(job) for job in ended}))
-        except OSError as error:
-            log.warning("could not delete ended jobs' folders in the cluster's scratch (%s); they are "
-                        "small, and deleted with the next ones", error)
-
-    def release_staged(self, now: float) -> None:
-        """Delete scratch copies of videos that no job needs any more (analyzed, failed, …)."""
-        waiting = (S.QUEUED, S.SUBMITTED, S.RUNNING)
-        done = [video for video in self.store.staged_videos() if video.state not in waiting]
-        if not done:
-            return
-        try:
-            self.executor.files.release([video.staged_path for video in done])
-        except (OSError, ValueError) as error:
-            log.warning("could not delete %d video copies in the cluster's scratch: %s", len(done), error)
-            return
-        for video in done:
-            self.store.update_video(video.id, staged_path=None, now=now)
-            self.store.add_event("copy in the cluster's scratch deleted", video_id=video.id, now=now)
+            self.staging.forget(ended)
 
     def _job_videos(self, job: Job, states) -> list[Video]:
         videos = [self.store.video(video_id) for video_id in self.store.job_video_ids(job.id)]
@@ -555,7 +488,7 @@ class Daemon:
                                    resources=video.resources if resources is None else resources)
 
     def _remove_project_view(self, job: Job) -> None:
-        shutil.rmtree(job_folder(job) / "project", ignore_errors=True)
+        shutil.rmtree(job.folder / "project", ignore_errors=True)
 
     # ------------------------------------------------------------------ deliver
 
@@ -594,7 +527,7 @@ class Daemon:
             if entry.get("behavior_error") else ""
         self.store.set_video_state(video.id, S.DONE, f"delivered to {folder}{note}", now=now,
                                    output_dir=str(folder), not_before=None)
-        shutil.rmtree(job_folder(job) / f"video{video.id}", ignore_errors=True)
+        shutil.rmtree(job.folder / f"video{video.id}", ignore_errors=True)
         self._handle_source(self.store.video(video.id), now)
 
     def _handle_source(self, video: Video, now: float) -> None:

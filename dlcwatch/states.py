@@ -10,6 +10,8 @@ A video:
        │  │         └───────────┴────────────┴──> queued (retry)      └──> analyzed (retry)
        │  └──> quarantined | duplicate | failed
        └──> missing              failed / quarantined / missing from any step of the job
+                                 (failed from queued: it can never run there, e.g. larger
+                                 than the cluster's scratch quota)
 
 A person's `dlcwatch retry` sends a failed, quarantined or missing video back to settling,
 so it is probed and fingerprinted again before anything else happens to it.
@@ -41,7 +43,7 @@ V = VideoState
 
 VIDEO_TRANSITIONS: dict[VideoState, frozenset[VideoState]] = {
     V.SETTLING: frozenset({V.QUEUED, V.QUARANTINED, V.DUPLICATE, V.FAILED, V.MISSING}),
-    V.QUEUED: frozenset({V.SUBMITTED, V.MISSING, V.SETTLING}),
+    V.QUEUED: frozenset({V.SUBMITTED, V.MISSING, V.SETTLING, V.FAILED}),
     V.SUBMITTED: frozenset({V.RUNNING, V.ANALYZED, V.QUEUED, V.FAILED, V.QUARANTINED, V.MISSING}),
     V.RUNNING: frozenset({V.ANALYZED, V.QUEUED, V.FAILED, V.QUARANTINED, V.MISSING}),
     V.ANALYZED: frozenset({V.DELIVERING, V.QUEUED, V.FAILED}),

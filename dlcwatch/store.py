@@ -223,6 +223,16 @@ class Job:
     updated: float
     cancel_requested: float | None = None
 
+    @property
+    def folder(self) -> Path:
+        """The job's own folder: its result, project view and video outputs."""
+        return Path(self.result_path).parent
+
+    @property
+    def log_folder(self) -> Path:
+        """Where its spec and log are: its own folder, or for an array task the array's."""
+        return Path(self.log_path or self.result_path).parent
+
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Job":
         values = dict(row)

@@ -1,5 +1,6 @@
 """The local executor with real worker processes (no DeepLabCut needed for these paths)."""
 
+import dataclasses
 import sys
 import time
 
@@ -78,3 +79,22 @@ def test_a_restarted_daemon_finds_running_workers_again(tmp_path):
     os.waitpid(pid, 0)
     status = second.poll([job])[job.id]
     assert status.outcome is Outcome.LOST and "without writing its result" in status.detail
+
+
+def test_a_worker_started_just_before_a_stop_is_found_by_its_spec(tmp_path):
+    store = Store(tmp_path / "db")
+    sleeper = tmp_path / "sleeper"
+    sleeper.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(120)\n")
+    sleeper.chmod(0o755)
+    before = LocalExecutor(settings(python=str(sleeper)))
+    job = make_job(store, tmp_path, before, {"job_id": 1})
+    other = tmp_path / "job99" / "spec.json"  # a job that never started
+    try:
+        after = LocalExecutor(settings(python=str(sleeper)))  # a new daemon: no children of its own
+        unrecorded = dataclasses.replace(job, executor_job_id=None)
+        never = dataclasses.replace(job, id=99, spec_path=str(other))
+        assert after.adopt([unrecorded, never]) == {job.id: job.executor_job_id}
+        assert after.poll([job])[job.id].outcome is Outcome.RUNNING
+    finally:
+        before.cancel(job)
+    assert wait_ended(before, job).outcome in (Outcome.CANCELLED, Outcome.FAILED)

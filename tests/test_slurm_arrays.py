@@ -1,9 +1,9 @@
 """The daemon submitting job arrays to a real single-node SLURM (no DeepLabCut: the worker's python
 is a stand-in that sleeps, so tasks stay in the queue while the test looks at them)."""
 
-import sys
 import time
-from pathlib import Path
+
+import pytest
 
 from conftest import cli, write_config
 from dlcwatch.config import load_config
@@ -11,23 +11,15 @@ from dlcwatch.daemon import Daemon
 from dlcwatch.executors.slurm import SlurmExecutor
 from dlcwatch.states import JobState
 from dlcwatch.states import VideoState as S
-from slurm_fixtures import CountingRunner, wait_for
+from dlcwatch.store import Store
+from slurm_fixtures import CountingRunner, placeholder_model, reporting_python, sleeping_python, wait_for
 
 pytest_plugins = ["slurm_fixtures"]
 
 
-def sleeping_python(folder: Path) -> Path:
-    path = folder / "sleeping-python"
-    path.write_text("#!/bin/sh\nexec sleep 600\n")
-    path.chmod(0o755)
-    return path
-
-
 def array_daemon(cluster, tmp_path, clock=time.time, **slurm):
     """A daemon on the test cluster whose SLURM commands are counted (daemon.executor.runner)."""
-    model = tmp_path / "model" / "config.yaml"
-    model.parent.mkdir(parents=True)
-    model.write_text("Task: none\n")
+    model = placeholder_model(tmp_path)
     settings = {"cpus": 1, "gpus": 0, "mem_gb": 0.1, "time_limit_min": 10, "poll_interval_s": 1.0,
                 "python": str(sleeping_python(tmp_path)), **slurm}
     config = load_config(write_config(tmp_path, model, executor={"kind": "slurm", "videos_per_job": 1,
@@ -160,26 +152,8 @@ def test_a_submit_limit_splits_the_next_arrays_and_holds_the_rest_back(slurm_acc
         cluster.command("sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=-1")
 
 
-def uneven_python(folder: Path) -> Path:
-    """A stand-in worker: a job whose first video has an even id reports it analyzed at once and
-    ends; the others sleep (still running)."""
-    path = folder / "uneven-python"
-    path.write_text(f"""#!{sys.executable}
-import json, os, sys, time
-spec = json.load(open(sys.argv[3]))
-video = spec["videos"][0]
-if video["id"] % 2:
-    time.sleep(600)
-os.makedirs(os.path.dirname(spec["result"]), exist_ok=True)  # an array task's own folder is new
-entry = {{"status": "ok", "frames": video["frames"], "seconds": 0.1, "scorer": "fake"}}
-json.dump({{"finished": time.time(), "exit_code": 0, "videos": {{str(video["id"]): entry}}}}, open(spec["result"], "w"))
-""")
-    path.chmod(0o755)
-    return path
-
-
 def test_a_finished_array_task_is_taken_while_the_others_still_run(slurm_cluster, tmp_path):
-    daemon = array_daemon(slurm_cluster, tmp_path, python=str(uneven_python(tmp_path)))
+    daemon = array_daemon(slurm_cluster, tmp_path, python=str(reporting_python(tmp_path, odd_ids_sleep=True)))
     try:
         queue_videos(daemon, 2)
         daemon.submit(time.time())
@@ -196,3 +170,46 @@ def test_a_finished_array_task_is_taken_while_the_others_still_run(slurm_cluster
     finally:
         cancel_all(slurm_cluster, daemon)
         daemon.close()
+
+
+class StopAfterSbatch(Exception):
+    """The daemon dies after sbatch accepted, before the database heard of it."""
+
+
+def test_jobs_submitted_just_before_a_stop_are_found_again_and_not_run_twice(slurm_cluster, tmp_path, monkeypatch):
+    def crash_on_submitted(store, job_id, new, *args, **kwargs):
+        if new is JobState.SUBMITTED:
+            raise StopAfterSbatch()
+        return real_set_job_state(store, job_id, new, *args, **kwargs)
+    real_set_job_state = Store.set_job_state
+
+    first = array_daemon(slurm_cluster, tmp_path)
+    second = None
+    try:
+        queue_videos(first, 3)
+        monkeypatch.setattr(Store, "set_job_state", crash_on_submitted)
+        with pytest.raises(StopAfterSbatch):
+            first.submit(time.time())  # one array of three tasks reached SLURM
+        queue_videos(first, 1)
+        with pytest.raises(StopAfterSbatch):
+            first.submit(time.time())  # and one single job
+        monkeypatch.setattr(Store, "set_job_state", real_set_job_state)
+        assert [job.state for job in first.store.jobs()] == [JobState.CREATED] * 4
+        first.close()
+
+        second = array_daemon(slurm_cluster, tmp_path)  # same config, same database
+        second.start()
+        jobs = second.store.jobs()
+        assert [job.state for job in jobs] == [JobState.SUBMITTED] * 4
+        array_id = jobs[0].executor_job_id.split("_")[0]
+        assert [job.executor_job_id for job in jobs[:3]] == [f"{array_id}_{task}" for task in range(3)]
+        assert "_" not in jobs[3].executor_job_id
+        for job in jobs:
+            assert any("submitted just before the daemon stopped" in event.message
+                       for event in second.store.events(job_id=job.id))
+        second.tick(time.time())
+        assert second.executor.runner.count("sbatch") == 0  # nothing submitted again
+        assert all(video.attempts == 1 and video.state in (S.SUBMITTED, S.RUNNING) for video in second.store.videos())
+    finally:
+        cancel_all(slurm_cluster, second or first)
+        (second or first).close()

@@ -91,6 +91,11 @@ class Executor(Protocol):
     def poll(self, jobs: list[Job]) -> dict[int, JobStatus]:
         """Given active jobs, return their status by job id, in one round trip to the scheduler."""
 
+    def adopt(self, jobs: list[Job]) -> dict[int, str]:
+        """Given jobs recorded but never confirmed as submitted (the daemon stopped in between),
+        return the executor's ids of those it has after all, by job id. Raise ExecutorError when
+        it cannot be asked now."""
+
     def cancel(self, job: Job) -> None:
         """Stop a job. Raise ExecutorError."""
 

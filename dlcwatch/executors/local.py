@@ -55,6 +55,16 @@ class LocalExecutor:
     def slots(self, active_jobs: int) -> int:
         return max(0, self.max_parallel - active_jobs)
 
+    def adopt(self, jobs: list[Job]) -> dict[int, str]:
+        """Find workers started just before the daemon stopped by their command line, which names
+        the job's spec; return their ids (pid:start-time) by job id."""
+        wanted = {job.spec_path: job.id for job in jobs if job.spec_path}
+        found = {}
+        for pid, argv in _worker_processes():
+            if argv[-1] in wanted:
+                found[wanted[argv[-1]]] = f"{pid}:{_start_time(pid)}"
+        return found
+
     def choose_resources(self, resources: dict) -> dict:
         return resources
 
@@ -156,6 +166,19 @@ def _pid(key: str) -> int | None:
         return int(key.split(":", 1)[0])
     except ValueError:
         return None
+
+
+def _worker_processes():
+    """Yield (pid, argv) of every process running `… -m dlcwatch.worker SPEC` on this machine."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+        except OSError:
+            continue  # ended meanwhile, or not ours to read
+        if len(argv) >= 4 and argv[-3:-1] == ["-m", "dlcwatch.worker"]:
+            yield int(entry.name), argv
 
 
 def _proc_stat(pid: int) -> list[str] | None:

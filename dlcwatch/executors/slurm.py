@@ -318,6 +318,36 @@ class SlurmExecutor:
         return JobStatus(Outcome.LOST, f"SLURM job {job.executor_job_id} is known to neither {sources}, and its "
                                        "worker wrote no final result")
 
+    # ------------------------------------------------------------------ after a restart
+
+    def adopt(self, jobs: list[Job]) -> dict[int, str]:
+        """Given jobs recorded but never confirmed as submitted, return the SLURM ids of those
+        squeue has: found by the job name and working folder their sbatch script gave them (an array
+        task also by its index), in one squeue call. Raise ExecutorError while SLURM does not answer."""
+        wanted = {}
+        for job in jobs:
+            if job.spec_path:  # no spec: stopped before anything was written, never submitted
+                wanted[_submitted_as(job, self.files)] = job.id
+        if not wanted:
+            return {}
+        names = sorted({name for name, _, _ in wanted})
+        code, out, err = self._run(["squeue", "--noheader", "--array", "--states=all", f"--name={','.join(names)}",
+                                    "--Format=JobArrayID:|,Name:|,WorkDir:|"])
+        if code != 0:
+            raise ExecutorError(f"squeue could not be asked about jobs submitted before the stop: "
+                                f"{message_of(err, out)}")
+        found = {}
+        for line in out.splitlines():
+            fields = [field.strip() for field in line.split("|")]
+            if len(fields) < 3:
+                continue
+            slurm_id, name, folder = fields[:3]
+            task = slurm_id.partition("_")[2] or None
+            job_id = wanted.get((name, folder.rstrip("/"), task))
+            if job_id is not None:
+                found[job_id] = slurm_id
+        return found
+
     # ------------------------------------------------------------------ cancel
 
     def cancel(self, job: Job) -> None:
@@ -364,6 +394,15 @@ class SlurmExecutor:
     def unreachable(self) -> str:
         """Why the controller counts as unreachable now, or '' when it answers."""
         return self._last_problem if self._unreachable_since is not None else ""
+
+
+def _submitted_as(job: Job, files) -> tuple[str, str, str | None]:
+    """Given a job, return how SLURM would list it had it been submitted: (job name, working folder
+    on the cluster, array task index or None), as _write_script and _sbatch make them."""
+    spec = Path(job.spec_path)
+    task = re.fullmatch(r"spec-(\d+)\.json", spec.name)
+    first = spec.parent.name.removeprefix("array") if task else str(job.id)
+    return f"dlcwatch-{first}", files.job_path(spec.parent).rstrip("/"), task[1] if task else None
 
 
 def _query_ids(job_ids) -> list[str]:
