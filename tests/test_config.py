@@ -35,6 +35,22 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert len(problems) == 7
 
 
+def test_a_cluster_scratch_needs_a_login_node_and_an_absolute_path(tmp_path):
+    base = {"watch": {"roots": [{"path": "/v"}]}, "output": {"root": "/o"}, "model": {"config": "/m/config.yaml"}}
+    cases = [
+        ({"scratch": "/scratch/lab"}, "executor.slurm.scratch: needs executor.slurm.host"),
+        ({"host": "lab@login", "scratch": "scratch/lab"}, "executor.slurm.scratch: 'scratch/lab' must be an absolute"),
+        ({"host": "-oProxyCommand=x", "scratch": ""}, "executor.slurm.host: '-oProxyCommand=x' is not a login node"),
+    ]
+    for slurm, expected in cases:
+        with pytest.raises(ConfigError) as caught:
+            validate({**base, "executor": {"kind": "slurm", "slurm": slurm}}, base_dir=tmp_path, check_paths=False)
+        assert any(problem.startswith(expected) for problem in caught.value.problems), caught.value.problems
+    fine = validate({**base, "executor": {"kind": "slurm", "slurm": {"host": "lab@login", "scratch": "/scratch/l"}}},
+                    base_dir=tmp_path, check_paths=False)
+    assert fine.executor.slurm.ssh.port == 22 and fine.executor.slurm.scratch_quota_gb == 0
+
+
 def test_paths_are_checked_and_relative_ones_resolved(tmp_path):
     path = tmp_path / "lab.yaml"
     path.write_text("watch: {roots: [{path: videos}]}\noutput: {root: out}\nmodel: {config: m/config.yaml}\n")
