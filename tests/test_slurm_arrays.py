@@ -125,9 +125,29 @@ def test_an_array_refused_by_the_controller_returns_its_videos_to_the_queue_with
         daemon.close()
 
 
-def test_a_submit_limit_splits_the_next_arrays_and_holds_the_rest_back(slurm_accounting_cluster, tmp_path):
+def test_the_accounts_submit_limit_is_read_and_kept(slurm_accounting_cluster, tmp_path):
     cluster = slurm_accounting_cluster
     cluster.command("sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=3")
+    daemon = array_daemon(cluster, tmp_path, extra_sbatch=["--hold"])
+    runner = daemon.executor.runner
+    try:
+        queue_videos(daemon, 5)
+        daemon.submit(time.time())
+        daemon.submit(time.time())
+        active = daemon.store.active_jobs()
+        assert len(active) == 3 and runner.count("sbatch") == 1  # one array of 3: nothing refused
+        assert len(daemon.store.videos([S.QUEUED])) == 2
+    finally:
+        cancel_all(cluster, daemon)
+        daemon.close()
+        cluster.command("sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=-1")
+
+
+def test_a_submit_limit_filled_by_other_jobs_splits_the_next_arrays(slurm_accounting_cluster, tmp_path):
+    cluster = slurm_accounting_cluster
+    cluster.command("sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=4")
+    # Two jobs of the same account that dlcwatch does not know about take half of the limit.
+    others = [cluster.command("sbatch", "--parsable", "--hold", "--wrap", "sleep 1").strip() for _ in range(2)]
     now = [time.time()]
     daemon = array_daemon(cluster, tmp_path, clock=lambda: now[0], extra_sbatch=["--hold"])
     runner = daemon.executor.runner
@@ -137,16 +157,18 @@ def test_a_submit_limit_splits_the_next_arrays_and_holds_the_rest_back(slurm_acc
             daemon.submit(now[0])
             now[0] += 301
         active = daemon.store.active_jobs()
-        assert len(active) == 3  # the limit
-        # Array of 5 refused | 2 taken, 2 refused | 1 taken, 1 refused | 1 refused: after a refusal,
-        # nothing more is tried in that round, and arrays shrink.
-        assert runner.count("sbatch") == 6
-        assert sorted(len(daemon.store.job_video_ids(job.id)) for job in active) == [1, 1, 1]
-        assert sorted(job.executor_job_id.count("_") for job in active) == [0, 1, 1]
+        assert len(active) == 2  # what the limit leaves us
+        # Array of 4 refused | 2 taken, 2 refused | 1 refused | 1 refused: after a refusal nothing
+        # more is tried in that round, and arrays shrink.
+        assert runner.count("sbatch") == 5
+        assert all(job.executor_job_id.count("_") == 1 for job in active)
         queued = daemon.store.videos([S.QUEUED])
-        assert len(queued) == 2 and all(video.attempts == 0 for video in queued)  # not the videos' fault
-        assert all("submit limit reached" in video.reason for video in queued)
+        assert len(queued) == 3 and all(video.attempts == 0 for video in queued)  # not the videos' fault
+        # Each one that was tried says why it waits; one was never tried (the limit left no room).
+        assert sum("submit limit reached" in video.reason for video in queued) >= 2
+        assert all("submit limit reached" in video.reason for video in queued if video.job_id)
     finally:
+        cluster.command("scancel", *others, check=False)
         cancel_all(cluster, daemon)
         daemon.close()
         cluster.command("sacctmgr", "-i", "modify", "user", "root", "set", "MaxSubmitJobs=-1")

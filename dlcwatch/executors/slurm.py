@@ -16,6 +16,7 @@ records one job per task, so a task's videos are delivered while the other tasks
 
 from __future__ import annotations
 
+import getpass
 import logging
 import re
 import subprocess
@@ -91,6 +92,7 @@ class SlurmExecutor:
         self._limit_until = 0.0                       # a submit limit was hit: no submissions until then
         self._gpu_wait_s = 0.0                        # how long our longest-waiting GPU job has pended
         self._array_cap = 0                           # after a submit-limit refusal: smaller arrays (0: none)
+        self._submit_limit = 0                        # the account's MaxSubmitJobs, read with the config
 
     @property
     def poll_interval_s(self) -> float:
@@ -140,9 +142,9 @@ class SlurmExecutor:
         cluster = self.cluster_config()
         if cluster is None:
             return 0
-        max_jobs = config_number(cluster, "MaxJobCount")
-        if max_jobs:
-            cap = min(cap, max_jobs)
+        for limit in (config_number(cluster, "MaxJobCount"), self._submit_limit):
+            if limit:
+                cap = min(cap, limit)
         return max(0, cap - active_jobs)
 
     def cluster_config(self) -> dict[str, str] | None:
@@ -161,7 +163,23 @@ class SlurmExecutor:
             else:
                 self._reachable()
                 self._cluster = parse_config(out)
+            self._submit_limit = self._read_submit_limit()
         return self._cluster
+
+    def _read_submit_limit(self) -> int:
+        """Return the smallest MaxSubmitJobs of our user's associations (an accounting limit, not in
+        `scontrol show config`), 0 when there is none or accounting cannot tell."""
+        user = self.settings.host.rpartition("@")[0] if "@" in self.settings.host else getpass.getuser()
+        code, out, err = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "associations",
+                                    f"user={user}", "format=MaxSubmit"])
+        if code != 0:
+            log.debug("no association limits from sacctmgr (%s)", message_of(err, out))
+            return 0
+        limits = [int(value) for value in out.split() if value.strip().isdigit()]
+        if limits:
+            log.info("SLURM allows %s at most %d submitted jobs (MaxSubmitJobs); dlcwatch stays within it",
+                     user, min(limits))
+        return min(limits, default=0)
 
     # ------------------------------------------------------------------ submit
 
@@ -174,7 +192,8 @@ class SlurmExecutor:
     def max_array_tasks(self) -> int:
         """Return how many jobs one array may carry: executor.slurm.array_tasks, within the
         cluster's MaxArraySize (task indexes run 0..MaxArraySize-1)."""
-        wanted = min(self.settings.array_tasks, self._array_cap or self.settings.array_tasks)
+        wanted = min(self.settings.array_tasks, self._array_cap or self.settings.array_tasks,
+                     self._submit_limit or self.settings.array_tasks)
         max_size = config_number(self.cluster_config() or {}, "MaxArraySize")
         return max(1, min(wanted, max_size) if max_size else wanted)
 
