@@ -219,8 +219,15 @@ def test_jobs_submitted_just_before_a_stop_are_found_again_and_not_run_twice(slu
         assert [job.state for job in first.store.jobs()] == [JobState.CREATED] * 4
         first.close()
 
-        second = array_daemon(slurm_cluster, tmp_path)  # same config, same database
-        second.start()
+        second = array_daemon(slurm_cluster, tmp_path, unreachable_backoff_s=1.0)  # same config and database
+        slurm_cluster.control("ctld-stop")  # and the controller is away when it starts
+        try:
+            second.start()
+            assert [job.state for job in second.store.jobs()] == [JobState.CREATED] * 4  # undecided, not failed
+        finally:
+            slurm_cluster.control("ctld-start")
+        wait_for(lambda: second.tick(time.time()) or second.store.jobs([JobState.SUBMITTED]), 60,
+                 "the jobs to be found once the controller answers", interval=1.1)
         jobs = second.store.jobs()
         assert [job.state for job in jobs] == [JobState.SUBMITTED] * 4
         array_id = jobs[0].executor_job_id.split("_")[0]

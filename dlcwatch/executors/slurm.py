@@ -349,12 +349,17 @@ class SlurmExecutor:
                 wanted[_submitted_as(job, self.files)] = job.id
         if not wanted:
             return {}
+        if self.clock() < self._quiet_until:
+            raise ExecutorError(f"SLURM controller not answering: {self._last_problem}")
         names = sorted({name for name, _, _ in wanted})
         code, out, err = self._run(["squeue", "--noheader", "--array", "--states=all", f"--name={','.join(names)}",
                                     "--Format=JobArrayID:|,Name:|,WorkDir:|"])
         if code != 0:
-            raise ExecutorError(f"squeue could not be asked about jobs submitted before the stop: "
-                                f"{message_of(err, out)}")
+            problem = message_of(err, out)
+            if is_unreachable(problem):
+                self._unreachable(problem)  # and ask again after the same pauses as polls do
+            raise ExecutorError(f"squeue could not be asked about jobs submitted before the stop: {problem}")
+        self._reachable()
         found = {}
         for line in out.splitlines():
             fields = [field.strip() for field in line.split("|")]
