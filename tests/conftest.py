@@ -11,11 +11,29 @@ from pathlib import Path
 import pytest
 import yaml
 
+import sshd
 from dlcwatch.config import load_config
+from dlcwatch.ssh import SshHost
 
 REPO = Path(__file__).resolve().parents[1]
 HAVE_DLC = importlib.util.find_spec("deeplabcut") is not None
 needs_dlc = pytest.mark.skipif(not HAVE_DLC, reason="DeepLabCut is not installed (scripts/install-dlc.sh)")
+
+
+@pytest.fixture
+def ssh_server(tmp_path):
+    """A real sshd on 127.0.0.1 for this test (skips where none can run)."""
+    with sshd.serving(tmp_path / "sshd") as server:
+        yield server
+
+
+@pytest.fixture
+def ssh_host(ssh_server, tmp_path):
+    """How dlcwatch reaches ssh_server: its key, its port, a known_hosts of the test's own."""
+    host = SshHost(f"{ssh_server.user}@127.0.0.1", tmp_path / "control ü", identity_file=str(ssh_server.client_key),
+                   port=ssh_server.port, options=("ConnectTimeout=5",))
+    yield host
+    host.close()  # the shared connection would outlive the test's sshd otherwise
 
 
 @pytest.fixture(scope="session")

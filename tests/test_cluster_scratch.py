@@ -7,24 +7,13 @@ import subprocess
 
 import pytest
 
-import sshd
 from dlcwatch.cluster_scratch import ClusterScratch
-from dlcwatch.ssh import SshHost
 from dlcwatch.transfer import TransferError
 
 
 @pytest.fixture
-def ssh_server(tmp_path):
-    with sshd.serving(tmp_path / "sshd") as server:
-        yield server
-
-
-@pytest.fixture
-def scratch(ssh_server, tmp_path):
-    host = SshHost(f"{ssh_server.user}@127.0.0.1", tmp_path / "control", identity_file=str(ssh_server.client_key),
-                   port=ssh_server.port)
-    yield ClusterScratch(host, str(tmp_path / "cluster scratch ü"), tmp_path / "local jobs")
-    host.close()
+def scratch(ssh_host, tmp_path):
+    return ClusterScratch(ssh_host, str(tmp_path / "cluster scratch ü"), tmp_path / "local jobs")
 
 
 @pytest.fixture

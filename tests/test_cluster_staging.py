@@ -4,29 +4,11 @@ sshd on 127.0.0.1 standing in for the login node: quota, release, and a cluster 
 import hashlib
 import time
 
-import pytest
-
-import sshd
 from dlcwatch.cluster_files import StagedFiles
 from dlcwatch.cluster_scratch import ClusterScratch
 from dlcwatch.cluster_staging import ClusterStaging
-from dlcwatch.ssh import SshHost
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
-
-
-@pytest.fixture
-def server(tmp_path):
-    with sshd.serving(tmp_path / "sshd") as server:
-        yield server
-
-
-@pytest.fixture
-def host(server, tmp_path):
-    host = SshHost(f"{server.user}@127.0.0.1", tmp_path / "control", identity_file=str(server.client_key),
-                   port=server.port, options=("ConnectTimeout=5",))
-    yield host
-    host.close()
 
 
 def staging_with(host, tmp_path, quota_gb: float):
@@ -44,8 +26,8 @@ def queued(store, path, content: bytes):
     return store.video(video.id)
 
 
-def test_the_quota_holds_videos_back_until_a_copy_is_released(host, tmp_path):
-    staging, store, pings = staging_with(host, tmp_path, quota_gb=1500 / 1e9)  # room for one 1000-byte video
+def test_the_quota_holds_videos_back_until_a_copy_is_released(ssh_host, tmp_path):
+    staging, store, pings = staging_with(ssh_host, tmp_path, quota_gb=1500 / 1e9)  # room for one 1000-byte video
     first = queued(store, tmp_path / "videos" / "a b.mp4", b"a" * 1000)
     second = queued(store, tmp_path / "videos" / "c.mp4", b"c" * 1000)
     now = time.time()
@@ -65,27 +47,27 @@ def test_the_quota_holds_videos_back_until_a_copy_is_released(host, tmp_path):
     assert staging.stage([store.video(second.id)], now) is True
 
 
-def test_a_video_larger_than_the_whole_quota_fails_with_what_to_change(host, tmp_path):
-    staging, store, _ = staging_with(host, tmp_path, quota_gb=500 / 1e9)
+def test_a_video_larger_than_the_whole_quota_fails_with_what_to_change(ssh_host, tmp_path):
+    staging, store, _ = staging_with(ssh_host, tmp_path, quota_gb=500 / 1e9)
     video = queued(store, tmp_path / "videos" / "big.mp4", b"b" * 1000)
     assert staging.stage([video], time.time()) is False
     video = store.video(video.id)
     assert video.state is S.FAILED and "scratch_quota_gb" in video.reason and video.staged_path is None
 
 
-def test_a_cluster_that_went_away_sets_a_condition_and_changes_nothing(server, host, tmp_path):
-    staging, store, _ = staging_with(host, tmp_path, quota_gb=0)
+def test_a_cluster_that_went_away_sets_a_condition_and_changes_nothing(ssh_server, ssh_host, tmp_path):
+    staging, store, _ = staging_with(ssh_host, tmp_path, quota_gb=0)
     video = queued(store, tmp_path / "videos" / "v.mp4", b"v" * 100)
     job = store.create_job("slurm", [video.id])
     store.update_job(job.id, result_path=str(tmp_path / "jobs" / f"job{job.id}" / "result.json"),
                      log_path=str(tmp_path / "jobs" / f"job{job.id}" / "worker.log"))
-    host.close()
-    server.stop()
+    ssh_host.close()
+    ssh_server.stop()
     now = time.time()
     assert staging.pull([store.job(job.id)], now) is False
     [condition] = store.conditions()
     assert condition["name"] == "scratch" and "cannot copy results back" in condition["message"]
     assert store.video(video.id).state is S.SUBMITTED
-    server.start()
+    ssh_server.start()
     assert staging.pull([store.job(job.id)], now + 1) is True  # nothing there yet is no failure
     assert store.conditions() == []

@@ -24,6 +24,14 @@ def make_job(store, tmp_path, executor, spec):
     return store.set_job_state(job.id, JobState.SUBMITTED, "test", executor_job_id=key)
 
 
+def sleeper(folder, seconds: float):
+    """A stand-in for the worker's python that sleeps, with the worker's command line."""
+    path = folder / "sleeper"
+    path.write_text(f"#!{sys.executable}\nimport time\ntime.sleep({seconds})\n")
+    path.chmod(0o755)
+    return path
+
+
 def settings(**values):
     return Node({"max_parallel": 2, "python": sys.executable, "time_limit_s": 0.0, **values})
 
@@ -51,10 +59,8 @@ def test_exit_codes_are_reported(tmp_path):
 def test_a_job_past_its_time_limit_is_stopped(tmp_path):
     store = Store(tmp_path / "db")
     clock = [time.time()]
-    sleeper = tmp_path / "sleeper"  # a "worker" that never finishes by itself
-    sleeper.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(120)\n")
-    sleeper.chmod(0o755)
-    executor = LocalExecutor(settings(time_limit_s=60.0, python=str(sleeper)), clock=lambda: clock[0])
+    python = sleeper(tmp_path, 120)  # a "worker" that never finishes by itself
+    executor = LocalExecutor(settings(time_limit_s=60.0, python=str(python)), clock=lambda: clock[0])
     job = make_job(store, tmp_path, executor, {"job_id": 2})
     assert executor.poll([job])[job.id].outcome is Outcome.RUNNING
     clock[0] += 61
@@ -65,13 +71,11 @@ def test_a_job_past_its_time_limit_is_stopped(tmp_path):
 
 def test_a_restarted_daemon_finds_running_workers_again(tmp_path):
     store = Store(tmp_path / "db")
-    sleeper = tmp_path / "sleeper"
-    sleeper.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(2)\n")
-    sleeper.chmod(0o755)
-    first = LocalExecutor(settings(python=str(sleeper)))
+    python = sleeper(tmp_path, 2)
+    first = LocalExecutor(settings(python=str(python)))
     job = make_job(store, tmp_path, first, {})
     # A new executor (the daemon restarted) knows the job only by its pid:start-time.
-    second = LocalExecutor(settings(python=str(sleeper)))
+    second = LocalExecutor(settings(python=str(python)))
     assert second.poll([job])[job.id].outcome is Outcome.RUNNING
     first._children.clear()  # the old daemon is gone; the orphan is reaped by init
     import os
@@ -83,14 +87,12 @@ def test_a_restarted_daemon_finds_running_workers_again(tmp_path):
 
 def test_a_worker_started_just_before_a_stop_is_found_by_its_spec(tmp_path):
     store = Store(tmp_path / "db")
-    sleeper = tmp_path / "sleeper"
-    sleeper.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(120)\n")
-    sleeper.chmod(0o755)
-    before = LocalExecutor(settings(python=str(sleeper)))
+    python = sleeper(tmp_path, 120)
+    before = LocalExecutor(settings(python=str(python)))
     job = make_job(store, tmp_path, before, {"job_id": 1})
     other = tmp_path / "job99" / "spec.json"  # a job that never started
     try:
-        after = LocalExecutor(settings(python=str(sleeper)))  # a new daemon: no children of its own
+        after = LocalExecutor(settings(python=str(python)))  # a new daemon: no children of its own
         unrecorded = dataclasses.replace(job, executor_job_id=None)
         never = dataclasses.replace(job, id=99, spec_path=str(other))
         assert after.adopt([unrecorded, never]) == {job.id: job.executor_job_id}
