@@ -47,10 +47,10 @@ class ClusterStaging:
         there (always, on a shared file system). Their scratch paths are recorded."""
         if not self.files.staged:
             return True
+        used = sum(staged.size or 0 for staged in self.store.staged_videos())
         for video in videos:
             if video.staged_path:
                 continue
-            used = sum(staged.size or 0 for staged in self.store.staged_videos())
             if self.quota_bytes and used + (video.size or 0) > self.quota_bytes:
                 if not used:  # it would not fit even alone
                     self.store.set_video_state(video.id, S.FAILED, f"{(video.size or 0) / 1e9:.1f} GB is more "
@@ -73,6 +73,7 @@ class ClusterStaging:
                                      f"{STAGE_RETRY_S:.0f} s", video_id=video.id, now=now)
                 return False
             self.store.update_video(video.id, staged_path=staged_path, now=now)
+            used += video.size or 0
             self.store.add_event(f"copied to the cluster's scratch as {staged_path}", video_id=video.id, now=now)
             self.store.clear_condition("scratch", now=now)
             self.alive()  # a large copy takes a while; the loop is not stuck

@@ -74,6 +74,10 @@ def run_command(argv: list[str], timeout: float, *, env: dict | None = None) -> 
     return completed.returncode, completed.stdout, completed.stderr
 
 
+class SubmitLimitReached(ExecutorError):
+    """sbatch refused for an account's submit limit: nothing is wrong with the job itself."""
+
+
 class SlurmExecutor:
     name = "slurm"
 
@@ -191,11 +195,11 @@ class SlurmExecutor:
 
     def max_array_tasks(self) -> int:
         """Return how many jobs one array may carry: executor.slurm.array_tasks, within the
-        cluster's MaxArraySize (task indexes run 0..MaxArraySize-1)."""
-        wanted = min(self.settings.array_tasks, self._array_cap or self.settings.array_tasks,
-                     self._submit_limit or self.settings.array_tasks)
+        cluster's MaxArraySize (task indexes run 0..MaxArraySize-1), the account's MaxSubmitJobs,
+        and half the size of the last array a submit limit refused."""
         max_size = config_number(self.cluster_config() or {}, "MaxArraySize")
-        return max(1, min(wanted, max_size) if max_size else wanted)
+        limits = (self._array_cap, self._submit_limit, max_size)  # 0: no such limit
+        return max(1, min([self.settings.array_tasks, *(limit for limit in limits if limit)]))
 
     def submit_array(self, submission: Submission, count: int, *, throttle: int | None = None) -> list[str]:
         """Given a submission whose spec and log paths hold ARRAY_TASK_ID (sbatch_script), submit
@@ -212,11 +216,9 @@ class SlurmExecutor:
         script = self._write_script(submission, array_size=count, array_throttle=throttle)
         try:
             array_id = self._sbatch(script, submission, f"job array {submission.job_id} ({count} tasks)")
-        except ExecutorError:
-            if self.clock() < self._limit_until:
-                # A submit limit counts every task: split the next arrays rather than ask again for
-                # as many. MaxSubmitJobs is an account's limit, not in `scontrol show config`.
-                self._array_cap = max(1, count // 2)
+        except SubmitLimitReached:
+            # A submit limit counts every task: split the next arrays rather than ask again for as many.
+            self._array_cap = max(1, count // 2)
             raise
         return [f"{array_id}_{task}" for task in range(count)]
 
@@ -254,8 +256,8 @@ class SlurmExecutor:
                 self._limit_until = self.clock() + LIMIT_PAUSE_S
                 log.warning("SLURM refused %s for a submit limit (%s); submitting again when one of ours "
                             "ends", what, problem)
-                raise ExecutorError(f"SLURM refused {what}: submit limit reached ({problem}); submitting "
-                                    "again when one of our jobs ends")
+                raise SubmitLimitReached(f"SLURM refused {what}: submit limit reached ({problem}); submitting "
+                                         "again when one of our jobs ends")
             raise ExecutorError(f"sbatch refused {what}: {problem}")
         self._reachable()
         job_id = out.strip().split(";")[0]  # "123" or "123;cluster"
