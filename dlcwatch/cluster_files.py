@@ -123,9 +123,7 @@ def slurm_ssh_host(config) -> SshHost | None:
     settings = config.executor.slurm
     if not settings.host:
         return None
-    ssh = settings.ssh
-    return SshHost(settings.host, Path(config.staging.dir) / "ssh", identity_file=ssh.identity_file, port=ssh.port,
-                   options=tuple(ssh.options))
+    return SshHost.configured(settings.host, settings.ssh, Path(config.staging.dir) / "ssh")
 
 
 def cluster_files(config) -> SharedFiles | StagedFiles:

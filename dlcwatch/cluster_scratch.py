@@ -84,15 +84,6 @@ class ClusterScratch:
         partials = [f"{self.videos}/{PARTIAL_DIR}/{posixpath.basename(path)}" for path in remote_paths]
         self.ssh.run("rm -f -- " + " ".join(shlex.quote(path) for path in [*remote_paths, *partials]))
 
-    def used_bytes(self) -> int:
-        """Return the bytes the staged videos (partial copies included) take on the cluster."""
-        out = self.ssh.run(f"if [ -d {shlex.quote(self.videos)} ]; then du -sb -- {shlex.quote(self.videos)}; fi")
-        fields = out.split()
-        try:
-            return int(fields[0]) if fields else 0
-        except ValueError as error:
-            raise TransferError(f"du on {self.ssh.host} answered {out.strip()!r}, not a size") from error
-
     # ------------------------------------------------------------------ model
 
     def sync_model(self, project_config: Path) -> str:

@@ -26,6 +26,7 @@ from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
 from dlcwatch.packing import pack_by_frames
 from dlcwatch.remote import RemoteDestination, parse_remote
 from dlcwatch.sdnotify import SystemdNotifier
+from dlcwatch.ssh import SshHost
 from dlcwatch.states import JobState, VideoState
 from dlcwatch.store import Job, Store, Video
 from dlcwatch.watcher import FileEvents
@@ -48,9 +49,8 @@ def remote_destination(config) -> RemoteDestination | None:
     remote = parse_remote(config.output.root)
     if remote is None:
         return None
-    ssh = config.output.ssh
-    return RemoteDestination(remote[0], remote[1], Path(config.staging.dir) / "ssh", identity_file=ssh.identity_file,
-                             port=ssh.port, options=tuple(ssh.options))
+    host, root = remote
+    return RemoteDestination(SshHost.configured(host, config.output.ssh, Path(config.staging.dir) / "ssh"), root)
 
 
 def _placement(asked: dict, chosen: dict) -> str:
@@ -159,16 +159,14 @@ class Daemon:
         self.systemd.reloading()
         try:
             new = load_config(self.config_path)
-            if new.state.database != self.config.state.database:
-                raise ConfigError(str(self.config_path), ["state.database: cannot change while running; "
-                                                          "restart the service instead"])
-            for key in ("kind", "slurm.host", "slurm.scratch"):
-                old_value, new_value = self.config.executor, new.executor
-                for part in key.split("."):
-                    old_value, new_value = old_value[part], new_value[part]
-                if old_value != new_value:
-                    raise ConfigError(str(self.config_path), [f"executor.{key}: cannot change while running; "
-                                                              "restart the service instead"])
+            fixed = {"state.database": (self.config.state.database, new.state.database),
+                     "executor.kind": (self.config.executor.kind, new.executor.kind),
+                     "executor.slurm.host": (self.config.executor.slurm.host, new.executor.slurm.host),
+                     "executor.slurm.scratch": (self.config.executor.slurm.scratch, new.executor.slurm.scratch)}
+            changed = [f"{key}: cannot change while running; restart the service instead"
+                       for key, (before, after) in fixed.items() if before != after]
+            if changed:
+                raise ConfigError(str(self.config_path), changed)
         except ConfigError as error:
             log.error("configuration not reloaded, keeping the running one: %s", error)
             self.systemd.ready(self._summary())

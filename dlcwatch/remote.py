@@ -17,13 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlcwatch.ssh import SshHost, check_output, socket_folder
+from dlcwatch.ssh import SshHost, check_output
 from dlcwatch.transfer import TransferError
 
-__all__ = ["COMMAND_TIMEOUT_S", "RemoteDestination", "parse_remote", "socket_folder"]
-
 REMOTE = re.compile(r"^(?P<host>(?:[^@/\s]+@)?[^@/:\s]+):(?P<path>/.*)$")
-COMMAND_TIMEOUT_S = 600.0
 
 
 def parse_remote(root: str) -> tuple[str, str] | None:
@@ -34,25 +31,16 @@ def parse_remote(root: str) -> tuple[str, str] | None:
 
 @dataclass(frozen=True)
 class RemoteDestination:
-    host: str                 # user@host
+    ssh: SshHost              # how every command reaches the far side
     root: str                 # absolute path on that host
-    control_dir: Path         # where ssh keeps the far side's host key (known_hosts)
-    identity_file: str = ""
-    port: int = 22
-    options: tuple[str, ...] = ()
 
     @property
-    def ssh(self) -> SshHost:
-        """The far side as an SshHost: how every command reaches it."""
-        return SshHost(self.host, self.control_dir, self.identity_file, self.port, self.options)
-
-    def ssh_argv(self) -> list[str]:
-        """Return the ssh command (without host) that every remote step uses."""
-        return self.ssh.ssh_argv()
+    def host(self) -> str:
+        return self.ssh.host
 
     def run(self, command: str) -> str:
         """Run one shell command on the far side; return its output. Raise TransferError."""
-        return self.ssh.run(command, COMMAND_TIMEOUT_S)
+        return self.ssh.run(command)
 
     def publish(self, local_folder: Path, relative_folder: str, expected: dict[str, str],
                 source_sha256: str | None) -> str:
@@ -65,7 +53,7 @@ class RemoteDestination:
         incoming = f"{parent}/.{name}.incoming"
         self.run(f"mkdir -p -- {shlex.quote(parent)} && rm -rf -- {shlex.quote(incoming)}")
         check_output(["rsync", "-a", "--checksum", "--protect-args", "-e", self.ssh.rsync_e(),
-                      f"{local_folder}/", f"{self.host}:{incoming}/"], f"rsync to {self.host}", COMMAND_TIMEOUT_S)
+                      f"{local_folder}/", f"{self.host}:{incoming}/"], f"rsync to {self.host}")
         sums = self.run(f"cd -- {shlex.quote(incoming)} && sha256sum -- "
                         + " ".join(shlex.quote(file) for file in sorted(expected)))
         found = {}

@@ -47,6 +47,13 @@ class SshHost:
     port: int = 22
     options: tuple[str, ...] = ()
 
+    @classmethod
+    def configured(cls, host: str, settings, control_dir: Path) -> "SshHost":
+        """Given user@host, a config section made by dlcwatch.config.ssh_section and the folder for
+        known_hosts, return the host as the config describes it."""
+        return cls(host, control_dir, identity_file=settings.identity_file, port=settings.port,
+                   options=tuple(settings.options))
+
     def ssh_argv(self) -> list[str]:
         """Return the ssh command (without host) that every remote step uses. Creates the
         folders it names first, so any command built from it can run. Raise TransferError."""

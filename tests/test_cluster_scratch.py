@@ -83,12 +83,10 @@ def test_a_wrong_sha256_raises_and_leaves_no_copy(scratch, tmp_path):
         scratch.stage_video(tmp_path / "nothing.mp4", 2, "0" * 64)
 
 
-def test_remove_videos_and_used_bytes(scratch, tmp_path):
-    assert scratch.used_bytes() == 0  # nothing there yet, not even the folder
+def test_remove_videos(scratch, tmp_path):
     first, second = video(tmp_path, "a.mp4", 1000), video(tmp_path, "b b.mp4", 2000)
     staged = [scratch.stage_video(path, number, sha(path.read_bytes()))
               for number, path in enumerate([first, second])]
-    assert scratch.used_bytes() >= 3000
     for outside in ["/etc/passwd", f"{scratch.videos}/../jobs/x", f"{scratch.videos}/sub/x", f"{scratch.videos}/",
                     f"{scratch.videos}/.partial", scratch.videos, "relative/videos/x"]:
         with pytest.raises(ValueError):

@@ -11,6 +11,7 @@ from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.jobspec import read_json
 from dlcwatch.remote import RemoteDestination, parse_remote
+from dlcwatch.ssh import SshHost
 from dlcwatch.states import VideoState as S
 from dlcwatch.synthetic import write_video
 from dlcwatch.transfer import TransferError
@@ -29,9 +30,9 @@ def ssh_server(tmp_path):
         yield server
 
 
-def destination(server, root, control):
-    return RemoteDestination(f"{server.user}@127.0.0.1", str(root), control, identity_file=str(server.client_key),
-                             port=server.port)
+def destination(server, root, control, key=None):
+    host = SshHost(f"{server.user}@127.0.0.1", control, identity_file=str(key or server.client_key), port=server.port)
+    return RemoteDestination(host, str(root))
 
 
 def test_publish_verifies_and_renames_into_place(ssh_server, tmp_path):
@@ -56,8 +57,7 @@ def test_publish_verifies_and_renames_into_place(ssh_server, tmp_path):
 
 def test_a_refused_login_is_a_clear_transfer_error(ssh_server, tmp_path):
     ssh_server.start()
-    remote = RemoteDestination(f"{ssh_server.user}@127.0.0.1", str(tmp_path / "x"), tmp_path / "control",
-                               identity_file=str(tmp_path / "no-such-key"), port=ssh_server.port)
+    remote = destination(ssh_server, tmp_path / "x", tmp_path / "control", key=tmp_path / "no-such-key")
     with pytest.raises(TransferError, match="ssh .* failed"):
         remote.run("true")
 
