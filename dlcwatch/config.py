@@ -8,7 +8,9 @@ so the documentation of an option cannot drift from the code that reads it.
 from __future__ import annotations
 
 import difflib
+import grp
 import os
+import pwd
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ CONFIG_ENV = "DLCWATCH_CONFIG"
 class Option:
     """One leaf of the schema."""
 
-    kind: str  # str | int | float | bool | path | strings | choice
+    kind: str  # str | int | float | bool | path | destination | strings | choice | mode
     help: str
     default: Any = None
     example: Any = None
@@ -107,6 +109,15 @@ SCHEMA = Section("dlcwatch configuration", {
                                  "(same relative path). A video whose content changed since it was "
                                  "fingerprinted is always kept.", default="keep", choices=("keep", "delete", "move")),
         "move_to": Option("path", "Folder for after_delivery: move.", default="", example="/data/behavior/analyzed"),
+        "group": Option("str", "Group that delivered results and their folders belong to (the service user "
+                        "must be a member); folders are made setgid so files added later inherit it. Empty: "
+                        "the service user's group. E.g. smithlab.", default=""),
+        "file_mode": Option("mode", "Mode of delivered files, in octal. Empty: 0666 less the service's umask "
+                            "(0640 under the unit's UMask=0027). Never writable by others.", default="",
+                            example="0640"),
+        "dir_mode": Option("mode", "Mode of the result folders dlcwatch creates, in octal. Empty: 0777 less "
+                           "the umask (0750 under UMask=0027); setgid is added when group is set.", default="",
+                           example="0750"),
     }),
     "staging": Section("Scratch space for jobs: specs, logs and outputs before delivery.", {
         "dir": Option("path", "Scratch folder (created if missing).", default="staging",
@@ -251,6 +262,7 @@ def validate(data: Any, *, base_dir: Path, source: str = "config", check_paths: 
     config = _validate_section(SCHEMA, data, "", base_dir, problems)
     if check_paths:
         _check_paths(config, problems)
+        _check_output_group(config, problems)
     _check_notify(config, problems)
     _check_cluster(config, problems)
     if problems:
@@ -301,6 +313,8 @@ def _validate_option(spec: Option, value: Any, given: bool, where: str, base_dir
             problems.append(f"{where}: required: {spec.help}{example}")
             return None
         value = spec.default
+        if spec.kind == "mode":
+            return None
         if spec.kind == "path" and value:
             return str((base_dir / Path(value).expanduser()).absolute())
         return list(value) if isinstance(value, list) else value
@@ -317,6 +331,8 @@ def _validate_option(spec: Option, value: Any, given: bool, where: str, base_dir
         if spec.minimum is not None and value < spec.minimum:
             problems.append(f"{where}: must be at least {spec.minimum}, got {value}")
         return float(value) if kind == "float" else value
+    if kind == "mode":
+        return _validate_mode(value, where, problems)
     if kind == "strings":
         if isinstance(value, str):
             value = [value]
@@ -335,6 +351,44 @@ def _validate_option(spec: Option, value: Any, given: bool, where: str, base_dir
             return value
         return str((base_dir / Path(value).expanduser()).absolute())
     return value
+
+
+def _validate_mode(value: Any, where: str, problems: list[str]) -> int | None:
+    """Given a file mode as written in YAML ('0640', or 0640 which YAML reads as octal), return it or None."""
+    if value in ("", None):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str) and value.strip().isdigit() and set(value.strip()) <= set("01234567"):
+        mode = int(value.strip(), 8)
+    else:
+        problems.append(f"{where}: expected an octal mode such as '0640' (quoted), got {_describe(value)}")
+        return None
+    folder = where.endswith("dir_mode")
+    needed = 0o700 if folder else 0o600
+    if mode & ~0o7777 or mode & needed != needed:
+        problems.append(f"{where}: {mode:04o} must let the service itself {'enter and ' if folder else ''}read and "
+                        f"write what it delivers (at least {needed:04o})")
+    if mode & 0o002:
+        problems.append(f"{where}: {mode:04o} would let anybody on the machine change the results; use "
+                        f"{mode & ~0o002:04o} (the group can be given write access instead)")
+    return mode
+
+
+def _check_output_group(config: Node, problems: list[str]) -> None:
+    """A local output group must exist here and have the service user as a member (a remote one is checked there)."""
+    group = config.output.group
+    if not isinstance(group, str) or not group or parse_remote(str(config.output.root)):
+        return
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        problems.append(f"output.group: there is no group '{group}' on this machine")
+        return
+    if os.geteuid() != 0 and gid not in os.getgroups():
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        problems.append(f"output.group: {user} is not a member of '{group}', so it cannot give results to it: "
+                        f"`sudo usermod -aG {group} {user}`, then restart dlcwatch")
 
 
 def _check_paths(config: Node, problems: list[str]) -> None:

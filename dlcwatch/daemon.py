@@ -20,6 +20,7 @@ from dlcwatch.cluster_staging import ClusterStaging
 from dlcwatch.config import ConfigError, load_config
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
+from dlcwatch.files import make_private_folder
 from dlcwatch.intake import Intake
 from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, read_result, write_json_atomic
 from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
@@ -70,13 +71,15 @@ class Daemon:
         self.config = config
         self.config_path = config_path
         self.store = store or Store(config.state.database)
-        self.jobs_dir = Path(config.staging.dir) / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        # Staging holds the lab's videos and results before delivery: the service's alone.
+        self.jobs_dir = make_private_folder(Path(config.staging.dir)) / "jobs"
+        self.jobs_dir.mkdir(exist_ok=True)
         self.watch_events = watch_events
         self.events: FileEvents | None = None
         self.intake = self._make_intake(config)
         self.executor = executor or make_executor(config)
         self.remote = remote_destination(config)
+        self.output_permissions = delivery.output_permissions(config.output)
         self.sender: Sender | None = None
         self.systemd = SystemdNotifier()
         self.staging = self._make_staging(config)
@@ -177,6 +180,7 @@ class Daemon:
             self.sender.stop()
         self.config = new
         self.remote = remote_destination(new)
+        self.output_permissions = delivery.output_permissions(new.output)
         self.intake = self._make_intake(new)
         self.executor.reconfigure(new)
         self.executor.files.forget_model()
@@ -506,7 +510,8 @@ class Daemon:
         self.store.set_video_state(video.id, S.DELIVERING, "delivering", now=now)
         try:
             folder = delivery.deliver(video, job, entry, result, self.config.output.root, dict(self.config.model),
-                                      now=now, remote=self.remote, outgoing=Path(self.config.staging.dir) / "outgoing")
+                                      now=now, remote=self.remote, outgoing=Path(self.config.staging.dir) / "outgoing",
+                                      permissions=self.output_permissions)
         except delivery.OutputsGone as error:
             self.store.set_video_state(video.id, S.QUEUED, f"{error}; analyzing it again", now=now)
             return

@@ -1,17 +1,16 @@
 """The two files a job is made of: the spec the daemon writes and the result the worker writes.
 
 Both sides import this module, so it depends on the standard library only. Files are written
-to a temporary name and renamed, so a reader never sees half of one.
+with dlcwatch.files' atomic writer, so a reader never sees half of one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from dlcwatch.files import write_json_atomic
 
 SPEC_VERSION = 1
 
@@ -26,23 +25,6 @@ OK = "ok"
 BAD_VIDEO = "bad_video"    # the video itself is unusable: quarantine, do not retry
 MISSING = "missing"        # the source file is gone
 ERROR = "error"            # this attempt failed (out of memory, a crash, …): retry
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Given a path and JSON-able data, write it so readers see the old or the new file, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, sort_keys=True, ensure_ascii=False)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def read_json(path: str | Path) -> Any:

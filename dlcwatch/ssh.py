@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dlcwatch.transfer import TransferError
+from dlcwatch.files import TransferError
 
 COMMAND_TIMEOUT_S = 600.0
 SSH_FAILED = 255          # ssh's own exit code when it cannot connect or log in

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from dlcwatch.files import create_private_file, make_private_folder
 from dlcwatch.states import (
     JOB_ACTIVE,
     JobState,
@@ -276,7 +277,8 @@ class Store:
             self._db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         else:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                make_private_folder(self.path.parent)
+                create_private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
                 self._db = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             except (OSError, sqlite3.Error) as error:
                 raise StoreError(f"cannot open state database {self.path}: {error}") from error

@@ -6,8 +6,8 @@ import stat
 import pytest
 
 import sshd
+from dlcwatch.files import TransferError
 from dlcwatch.ssh import SshHost, SshUnreachable, socket_folder, ssh_runner
-from dlcwatch.transfer import TransferError
 
 
 @pytest.fixture
