@@ -28,7 +28,7 @@ from dlcwatch.packing import pack_by_frames
 from dlcwatch.remote import RemoteDestination, parse_remote
 from dlcwatch.sdnotify import SystemdNotifier
 from dlcwatch.ssh import SshHost
-from dlcwatch.states import JobState, VideoState
+from dlcwatch.states import VIDEO_PENDING, JobState, VideoState
 from dlcwatch.store import Job, Store, Video
 from dlcwatch.watcher import FileEvents
 
@@ -37,7 +37,6 @@ log = logging.getLogger("dlcwatch.daemon")
 S = VideoState
 MAX_DELIVERY_BACKOFF_S = 3600.0
 # Videos in these states still need the daemon; with none left, `run --until-idle` returns.
-BUSY_STATES = (S.SETTLING, S.QUEUED, S.SUBMITTED, S.RUNNING, S.ANALYZED, S.DELIVERING)
 
 
 def _describe_resources(resources: dict) -> str:
@@ -242,7 +241,7 @@ class Daemon:
 
     def idle(self) -> bool:
         counts = self.store.counts()
-        return not any(counts.get(state.value) for state in BUSY_STATES) and not self.store.active_jobs()
+        return not any(counts.get(state.value) for state in VIDEO_PENDING) and not self.store.active_jobs()
 
     def tick(self, now: float) -> None:
         self._reconcile_created(now)

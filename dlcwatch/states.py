@@ -57,6 +57,10 @@ VIDEO_TRANSITIONS: dict[VideoState, frozenset[VideoState]] = {
 
 # Nothing more happens to a video in these states until a person asks for it.
 VIDEO_TERMINAL = frozenset({V.DONE, V.FAILED, V.QUARANTINED, V.DUPLICATE, V.MISSING})
+# Still on its way: the pipeline is busy while any video is in one of these.
+VIDEO_PENDING = frozenset(VideoState) - VIDEO_TERMINAL
+# Ended without results, so a person must look: alerted, listed by status, logged as warnings.
+VIDEO_NEEDS_A_PERSON = frozenset({V.FAILED, V.QUARANTINED, V.MISSING})
 # A video in these states belongs to a job that an executor may be running.
 VIDEO_IN_JOB = frozenset({V.SUBMITTED, V.RUNNING})
 # States `dlcwatch retry` may send back to settling.

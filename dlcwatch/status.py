@@ -13,12 +13,11 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from dlcwatch.states import VIDEO_TERMINAL, VideoState
+from dlcwatch.states import VIDEO_NEEDS_A_PERSON, VIDEO_PENDING, VideoState
 from dlcwatch.store import Store, Video
 
 STATE_ORDER = [state.value for state in VideoState]
-ATTENTION = (VideoState.FAILED, VideoState.QUARANTINED, VideoState.MISSING)
-PENDING = [state.value for state in VideoState if state not in VIDEO_TERMINAL]
+PENDING = [state.value for state in VideoState if state in VIDEO_PENDING]
 STATE_STYLE = {"done": "green", "failed": "bold red", "quarantined": "red", "missing": "yellow",
                "duplicate": "dim", "running": "cyan", "submitted": "cyan", "analyzed": "cyan",
                "delivering": "cyan"}
@@ -38,7 +37,7 @@ def status_data(store: Store, *, limit: int = 15, now: float | None = None) -> d
     return {
         "counts": {state: counts.get(state, 0) for state in STATE_ORDER},
         "total": sum(counts.values()),
-        "attention": sum(counts.get(state.value, 0) for state in ATTENTION),
+        "attention": sum(counts.get(state.value, 0) for state in VIDEO_NEEDS_A_PERSON),
         "problems": [{"name": c["name"], "message": c["message"], "for_s": round(now - c["since"], 1)}
                      for c in store.conditions()],
         "throughput": {"done_last_hour": done_hour, "done_last_day": done_day},

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator
 from dlcwatch.files import create_private_file, make_private_folder
 from dlcwatch.states import (
     JOB_ACTIVE,
+    VIDEO_NEEDS_A_PERSON,
     JobState,
     TransitionError,
     VideoState,
@@ -29,8 +30,7 @@ from dlcwatch.states import (
 
 BUSY_TIMEOUT_MS = 30_000
 event_log = logging.getLogger("dlcwatch.events")
-ATTENTION_STATES = {VideoState.FAILED.value, VideoState.QUARANTINED.value, VideoState.MISSING.value,
-                    JobState.FAILED.value}
+ATTENTION_STATES = {state.value for state in VIDEO_NEEDS_A_PERSON} | {JobState.FAILED.value}
 
 # Named migrations, applied in order, each in one transaction with its record. Statements are split
 # on ';', so comments inside them must not contain one.

@@ -85,6 +85,9 @@ def test_alerts_at_once_batches_when_idle_and_a_failed_channel_is_retried(tmp_pa
         queue_notifications(store, config.notify, busy=False, now=51.0)
         batch = [i for i in store.pending_messages() if i.message["kind"] == "batch_done"]
         assert len(batch) == 1
+        # A video deleted before it was analyzed needs a person as much as a broken one.
+        missing = [i for i in store.pending_messages() if i.message["kind"] == "alert" and "next.mp4" in i.message["title"]]
+        assert len(missing) == 1 and "deleted" in missing[0].message["lines"][0]
         message = batch[0].message
         assert message["title"] == "1 video(s) done, 2 not analyzed"
         assert "900 frames" in message["summary"] and str(tmp_path / "results") in message["summary"]
