@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dlcwatch",
         description="Watch folders for behavior videos, analyze them with DeepLabCut, deliver the results.")
     parser.add_argument("--version", action="version", version=f"dlcwatch {dlcwatch.__version__}")
+    # Accepted before the command too (`dlcwatch --config FILE status`), as people type it.
+    parser.add_argument("--config", dest="global_config", metavar="PATH",
+                        help=f"configuration file, before or after the command (default: ${CONFIG_ENV})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     with_config = argparse.ArgumentParser(add_help=False)
     with_config.add_argument("--config", metavar="PATH",
@@ -97,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "config", None) is None:
+        args.config = args.global_config
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

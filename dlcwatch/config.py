@@ -410,6 +410,9 @@ def _check_paths(config: Node, problems: list[str]) -> None:
     if config.executor.kind == "slurm" and not config.executor.slurm.host and shutil.which("sbatch") is None:
         problems.append("executor.kind: 'slurm' needs the SLURM client tools (sbatch, squeue) on this machine, "
                         "or executor.slurm.host to run them on the cluster's login node over ssh")
+    if shutil.which("ffprobe") is None:
+        problems.append("ffprobe is not installed: dlcwatch checks every video with it. Install ffmpeg "
+                        "(`sudo apt-get install ffmpeg` on Debian/Ubuntu)")
     python = config.executor.local.python
     if isinstance(python, str) and python and not os.access(python, os.X_OK):
         problems.append(f"executor.local.python: {python} is not an executable")
