@@ -649,7 +649,12 @@ def _now(now: float | None) -> float:
 
 
 def _check_fields(fields: dict, allowed: frozenset) -> None:
-    unknown = set(fields) - allowed - {"state"}
+    """Given fields to write, raise ValueError for any that is not a bookkeeping field of the table.
+
+    `state` is never one: it changes only through a transition the state machine allows, with its event."""
+    if "state" in fields:
+        raise ValueError("a state changes only through set_video_state / set_job_state (the state machine)")
+    unknown = set(fields) - allowed
     if unknown:
         raise ValueError(f"unknown fields {sorted(unknown)}")
 

@@ -88,3 +88,16 @@ def test_a_newer_schema_is_refused(tmp_path):
     store.close()
     with pytest.raises(StoreError, match="newer dlcwatch"):
         Store(tmp_path / "db")
+
+
+def test_a_state_cannot_be_written_around_the_state_machine(tmp_path):
+    store = Store(tmp_path / "s.db")
+    video = store.add_video("/v/a.mp4", "/v", "a.mp4", size=1, mtime_ns=1, now=1.0)
+    job = store.create_job("local", [])
+    with pytest.raises(ValueError, match="state machine"):
+        store.update_video(video.id, state="done")
+    with pytest.raises(ValueError, match="state machine"):
+        store.set_video_state(video.id, VideoState.QUEUED, "ok", state="done")
+    with pytest.raises(ValueError, match="state machine"):
+        store.update_job(job.id, state="finished")
+    assert store.video(video.id).state is VideoState.SETTLING and store.job(job.id).state is JobState.CREATED
