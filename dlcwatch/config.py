@@ -12,59 +12,16 @@ import grp
 import os
 import pwd
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from dlcwatch.remote import parse_remote
+from dlcwatch.executors.slurm_schema import SLURM_SECTION
+from dlcwatch.schema import ListOf, Option, Section, parse_remote, ssh_section
 
 CONFIG_ENV = "DLCWATCH_CONFIG"
 
-
-@dataclass(frozen=True)
-class Option:
-    """One leaf of the schema."""
-
-    kind: str  # str | int | float | bool | path | destination | strings | choice | mode
-    help: str
-    default: Any = None
-    example: Any = None
-    required: bool = False
-    choices: tuple = ()
-    minimum: float | None = None
-    secret: bool = False  # never echoed back in an error message
-
-
-@dataclass(frozen=True)
-class Section:
-    help: str
-    options: dict[str, "Option | Section | ListOf"]
-
-
-@dataclass(frozen=True)
-class ListOf:
-    """A list of sections, e.g. several watch roots."""
-
-    help: str
-    item: Section
-    min_items: int = 0
-    example: list = field(default_factory=list)
-
-
-def ssh_section(help: str) -> Section:
-    """Given what the connection is for, return the section of how to log in over ssh."""
-    return Section(help, {
-        "identity_file": Option("path", "Private key to log in with (the daemon runs unattended, so no "
-                                "passphrase); empty: ssh's default.", default=""),
-        "port": Option("int", "ssh port.", default=22, minimum=1),
-        "options": Option("strings", "Extra ssh -o options.", default=[], example=["ServerAliveInterval=30"]),
-    })
-
-
-# The executor sections need Option and Section, defined above.
-from dlcwatch.executors.slurm_schema import SLURM_SECTION  # noqa: E402
 
 VIDEO_PATTERNS = ["*.mp4", "*.avi", "*.mov", "*.mkv", "*.mpg", "*.mpeg", "*.m4v", "*.wmv"]
 

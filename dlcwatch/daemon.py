@@ -25,7 +25,8 @@ from dlcwatch.intake import Intake
 from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, read_result, write_json_atomic
 from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
 from dlcwatch.packing import pack_by_frames
-from dlcwatch.remote import RemoteDestination, parse_remote
+from dlcwatch.remote import RemoteDestination
+from dlcwatch.schema import parse_remote
 from dlcwatch.sdnotify import SystemdNotifier
 from dlcwatch.ssh import SshHost
 from dlcwatch.states import VIDEO_PENDING, JobState, VideoState

@@ -12,7 +12,6 @@ shlex.quote; rsync runs with --protect-args so it never hands names to that shel
 from __future__ import annotations
 
 import posixpath
-import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -20,15 +19,6 @@ from pathlib import Path
 
 from dlcwatch.files import Permissions, TransferError, default_permissions
 from dlcwatch.ssh import SshHost, check_output
-
-REMOTE = re.compile(r"^(?P<host>(?:[^@/\s]+@)?[^@/:\s]+):(?P<path>/.*)$")
-
-
-def parse_remote(root: str) -> tuple[str, str] | None:
-    """Given an output root, return (host, path) if it names another machine, else None."""
-    match = REMOTE.match(root)
-    return (match["host"], match["path"].rstrip("/") or "/") if match else None
-
 
 @dataclass(frozen=True)
 class RemoteDestination:

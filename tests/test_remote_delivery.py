@@ -11,7 +11,8 @@ from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.files import TransferError
 from dlcwatch.jobspec import read_json
-from dlcwatch.remote import RemoteDestination, parse_remote
+from dlcwatch.remote import RemoteDestination
+from dlcwatch.schema import parse_remote
 from dlcwatch.ssh import SshHost
 from dlcwatch.states import VideoState as S
 from dlcwatch.synthetic import write_video

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dlcwatch.config import Option, Section, ssh_section
+from dlcwatch.schema import Option, Section, ssh_section
 
 SLURM_SECTION = Section("The SLURM executor: each job is one sbatch job running the worker on a compute node.", {
     "partition": Option("str", "Partition (queue) to submit to; empty: the cluster's default.", default="",
