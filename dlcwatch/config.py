@@ -66,6 +66,9 @@ SCHEMA = Section("dlcwatch configuration", {
                                  "(same relative path). A video whose content changed since it was "
                                  "fingerprinted is always kept.", default="keep", choices=("keep", "delete", "move")),
         "move_to": Option("path", "Folder for after_delivery: move.", default="", example="/data/behavior/analyzed"),
+        "retry_max_s": Option("float", "While the destination cannot be reached or is full, results wait in "
+                              "staging and delivery is tried again after executor.retry_backoff_s, doubling up "
+                              "to this many seconds.", default=3600.0, minimum=0),
         "group": Option("str", "Group that delivered results and their folders belong to (the service user "
                         "must be a member); folders are made setgid so files added later inherit it. Empty: "
                         "the service user's group. E.g. smithlab.", default=""),
@@ -115,7 +118,10 @@ SCHEMA = Section("dlcwatch configuration", {
         "max_attempts": Option("int", "Attempts per video before it is marked failed for a person to "
                                "look at.", default=3, minimum=1),
         "retry_backoff_s": Option("float", "Wait before a failed video is tried again; doubles with "
-                                  "each attempt.", default=60.0, minimum=0),
+                                  "each attempt. Deliveries to a destination that is away wait the same, "
+                                  "doubling too.", default=60.0, minimum=0),
+        "retry_backoff_max_s": Option("float", "The longest wait before a failed video is tried again.",
+                                      default=3600.0, minimum=0),
         "local": Section("The local executor.", {
             "max_parallel": Option("int", "Jobs running at once.", default=1, minimum=1),
             "python": Option("path", "Python interpreter of the environment that has DeepLabCut; empty "
@@ -131,7 +137,9 @@ SCHEMA = Section("dlcwatch configuration", {
                                  "in flight; a message goes out at the latest this long after the first "
                                  "unreported video finished.", default=3600.0, minimum=0),
         "retry_interval_s": Option("float", "Wait before sending a failed notification again; doubles "
-                                   "with each try, up to six hours.", default=300.0, minimum=1),
+                                   "with each try, up to retry_max_s.", default=300.0, minimum=1),
+        "retry_max_s": Option("float", "The longest wait before a failed notification is sent again.",
+                              default=21600.0, minimum=1),
         "daily_digest_at": Option("str", "Local time (HH:MM) of a daily summary of the last 24 hours; "
                                   "empty: none.", default="", example="08:30"),
         "alert_after_s": Option("float", "Alert when a problem that stops the pipeline (destination "

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from dlcwatch import delivery
+from dlcwatch.backoff import Backoff
 from dlcwatch.cluster_staging import ClusterStaging
 from dlcwatch.config import ConfigError, load_config
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
@@ -36,7 +37,6 @@ from dlcwatch.watcher import FileEvents
 log = logging.getLogger("dlcwatch.daemon")
 
 S = VideoState
-MAX_DELIVERY_BACKOFF_S = 3600.0
 # Videos in these states still need the daemon; with none left, `run --until-idle` returns.
 
 
@@ -483,7 +483,7 @@ class Daemon:
             self.store.set_video_state(video.id, S.FAILED, f"gave up after {attempts} attempt(s); last: {why}; "
                                        "run `dlcwatch retry` once the cause is fixed", now=now, attempts=attempts)
             return
-        delay = settings.retry_backoff_s * 2 ** max(0, attempts - 1)
+        delay = Backoff(settings.retry_backoff_s, settings.retry_backoff_max_s).delay(max(1, attempts))
         more = f" with {_describe_resources(resources)}" if resources and resources != video.resources else ""
         self.store.set_video_state(video.id, S.QUEUED, f"attempt {attempts} failed ({why}); trying again in "
                                    f"{delay:.0f} s{more}", now=now, attempts=attempts, not_before=now + delay,
@@ -518,7 +518,7 @@ class Daemon:
         except OSError as error:
             # Back off while the destination stays unreachable or full; never drop the results.
             self._delivery_failures += 1
-            delay = min(MAX_DELIVERY_BACKOFF_S, self.config.executor.retry_backoff_s * 2 ** (self._delivery_failures - 1))
+            delay = Backoff(self.config.executor.retry_backoff_s, self.config.output.retry_max_s).delay(self._delivery_failures)
             why = error.strerror or str(error)
             self.store.set_video_state(video.id, S.ANALYZED, f"delivery failed ({why}); results kept in "
                                        f"staging, trying again in {delay:.0f} s", now=now, not_before=now + delay)

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from dlcwatch.backoff import Backoff
 from dlcwatch.config import parse_clock_time
 from dlcwatch.notify import CHANNELS, Message, send_all
 from dlcwatch.states import VIDEO_NEEDS_A_PERSON, VIDEO_PENDING, VIDEO_TERMINAL, VideoState
@@ -28,7 +29,6 @@ from dlcwatch.store import Store, Video
 log = logging.getLogger("dlcwatch.notifications")
 
 S = VideoState
-MAX_RETRY_S = 6 * 3600
 MAX_ATTACHMENTS = 5
 
 
@@ -170,7 +170,7 @@ def send_due(store: Store, settings, *, now: float, stop: threading.Event | None
                             for channel in CHANNELS}
         results = send_all(message, channel_settings)
         failed = {channel: error for channel, error in results.items() if error}
-        delay = min(MAX_RETRY_S, settings.retry_interval_s * 2 ** item.attempts)
+        delay = Backoff(settings.retry_interval_s, settings.retry_max_s).delay(item.attempts + 1)
         store.record_sending(item.id, failed, now + delay, now=now)
         if failed:
             log.warning("notification %d (%s) not sent to %s; trying again in %.0f s", item.id, message.title,

@@ -7,7 +7,7 @@ A poll costs at most two commands whatever the number of jobs: one `squeue` for 
 only for jobs squeue no longer lists (it forgets ended jobs after MinJobAge), one `sacct`. A job
 neither knows is judged by the worker's result file, else reported LOST. While the controller
 does not answer, poll() reports nothing (the daemon keeps every state as it is), slots() offers
-none, and the executor asks again after a pause that doubles up to MAX_BACKOFF_S.
+none, and the executor asks again after a pause that doubles up to unreachable_backoff_max_s.
 
 Job arrays: `submit_array` submits N specs as one array job (`--array=0-(N-1)%throttle`) and
 returns one id per task ('123_4'), which poll() and cancel() take like any job id: the daemon
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from dlcwatch.backoff import Backoff
 from dlcwatch.cluster_files import SharedFiles
 from dlcwatch.executors.base import ExecutorError, JobStatus, Outcome, Submission
 from dlcwatch.executors.sbatch_script import render_sbatch_script
@@ -51,7 +52,6 @@ log = logging.getLogger("dlcwatch.executors.slurm")
 
 Runner = Callable[[list, float], "tuple[int, str, str]"]
 
-MAX_BACKOFF_S = 600.0     # longest pause between tries while the controller does not answer
 LIMIT_PAUSE_S = 300.0     # after a submit-limit refusal, submit again after this or when one of ours ends
 SCRIPT_NAME = "job.sbatch"
 _JOB_ID = re.compile(r"\d+")
@@ -90,6 +90,7 @@ class SlurmExecutor:
         self._accounting: bool | None = None          # True: sacct answers; False: accounting disabled
         self._sacct_failing = False
         self._quiet_until = 0.0                       # the controller did not answer: no commands until then
+        self._failures = 0                            # questions in a row the controller did not answer
         self._backoff_s = 0.0
         self._unreachable_since: float | None = None
         self._last_problem = ""
@@ -397,8 +398,9 @@ class SlurmExecutor:
         """The controller did not answer (or squeue failed otherwise): pause, longer each time, and
         say so once."""
         now = self.clock()
-        first = self.settings.unreachable_backoff_s
-        self._backoff_s = min(MAX_BACKOFF_S, self._backoff_s * 2 if self._backoff_s else first)
+        self._failures += 1
+        self._backoff_s = Backoff(self.settings.unreachable_backoff_s,
+                                  self.settings.unreachable_backoff_max_s).delay(self._failures)
         self._quiet_until = now + self._backoff_s
         self._last_problem = problem
         what = "SLURM controller not answering" if is_unreachable(problem) else "SLURM command failed"
@@ -413,6 +415,7 @@ class SlurmExecutor:
         if self._unreachable_since is not None:
             log.info("SLURM controller answers again, after %.0f s", self.clock() - self._unreachable_since)
         self._unreachable_since = None
+        self._failures = 0
         self._backoff_s = 0.0
         self._quiet_until = 0.0
 
