@@ -23,7 +23,8 @@ from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
 from dlcwatch.files import make_private_folder
 from dlcwatch.intake import Intake
-from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, read_result, write_json_atomic
+from dlcwatch.files import write_json_atomic
+from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, ArrayFolder, JobFolder, read_result
 from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
 from dlcwatch.packing import pack_by_frames
 from dlcwatch.remote import RemoteDestination
@@ -327,8 +328,8 @@ class Daemon:
     def _submit_job(self, videos: list[Video], now: float) -> bool:
         resources = self.executor.choose_resources(videos[0].resources)
         job = self.store.create_job(self.executor.name, [video.id for video in videos], resources=resources, now=now)
-        work_dir = self.jobs_dir / f"job{job.id}"
-        submission = self._write_spec(job, videos, work_dir / "spec.json", work_dir / "worker.log", now)
+        folder = JobFolder.of(self.jobs_dir, job.id)
+        submission = self._write_spec(job, videos, folder.spec, folder.log, now)
         try:
             executor_id = self.executor.submit(submission)
         except ExecutorError as error:
@@ -340,17 +341,17 @@ class Daemon:
 
     def _submit_array(self, batches: list[list[Video]], now: float) -> bool:
         """Submit one job per batch as the tasks of one array: their specs and logs sit together in
-        jobs/array<first job id>/, one per task index; results stay in each job's own folder."""
-        jobs, array_dir = [], None
+        their ArrayFolder, one per task index; results stay in each job's own folder."""
+        jobs, array = [], None
         resources = self.executor.choose_resources(batches[0][0].resources)
         for index, videos in enumerate(batches):
             job = self.store.create_job(self.executor.name, [video.id for video in videos], resources=resources,
                                         now=now)
-            array_dir = array_dir or self.jobs_dir / f"array{job.id}"
-            self._write_spec(job, videos, array_dir / f"spec-{index}.json", array_dir / f"task-{index}.log", now)
+            array = array or ArrayFolder.of(self.jobs_dir, job.id)
+            self._write_spec(job, videos, array.spec(index), array.log(index), now)
             jobs.append(job)
-        submission = Submission(jobs[0].id, array_dir / f"spec-{ARRAY_TASK_ID}.json",
-                                array_dir / f"task-{ARRAY_TASK_ID}.log", array_dir, resources)
+        submission = Submission(jobs[0].id, array.spec(ARRAY_TASK_ID), array.log(ARRAY_TASK_ID), array.path,
+                                resources)
         try:
             task_ids = self.executor.submit_array(submission, len(jobs))
         except ExecutorError as error:
@@ -365,9 +366,9 @@ class Daemon:
         return True
 
     def _write_spec(self, job: Job, videos: list[Video], spec_path: Path, log_path: Path, now: float) -> Submission:
-        """Write the spec of a job (its folder is jobs/job<id>/) and record where its files are."""
-        work_dir = self.jobs_dir / f"job{job.id}"
-        result_path = work_dir / "result.json"
+        """Write the spec of a job and record where its files are (its JobFolder)."""
+        folder = JobFolder.of(self.jobs_dir, job.id)
+        work_dir, result_path = folder.path, folder.result
         model, files = self.config.model, self.executor.files
         # Paths as the job sees them: the same on a shared file system, in scratch otherwise.
         spec = {
@@ -490,7 +491,7 @@ class Daemon:
                                    resources=video.resources if resources is None else resources)
 
     def _remove_project_view(self, job: Job) -> None:
-        shutil.rmtree(job.folder / "project", ignore_errors=True)
+        shutil.rmtree(JobFolder(job.folder).project, ignore_errors=True)
 
     # ------------------------------------------------------------------ deliver
 
@@ -530,7 +531,7 @@ class Daemon:
             if entry.get("behavior_error") else ""
         self.store.set_video_state(video.id, S.DONE, f"delivered to {folder}{note}", now=now,
                                    output_dir=str(folder), not_before=None)
-        shutil.rmtree(job.folder / f"video{video.id}", ignore_errors=True)
+        shutil.rmtree(JobFolder(job.folder).video(video.id), ignore_errors=True)
         self._handle_source(self.store.video(video.id), now)
 
     def _handle_source(self, video: Video, now: float) -> None:

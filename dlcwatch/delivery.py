@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 import dlcwatch
 from dlcwatch.checksum import sha256_file
 from dlcwatch.files import Permissions, copy_verified, default_permissions, fsync_folder, make_folder, write_json_atomic
-from dlcwatch.jobspec import read_json
+from dlcwatch.jobspec import read_json, video_folder_name
 from dlcwatch.remote import RemoteDestination
 from dlcwatch.store import Job, Video
 
@@ -58,7 +58,7 @@ def deliver(video: Video, job: Job, entry: dict, job_result: dict, output_root: 
         _assemble(folder, video, job, entry, job_result, model, now, permissions)
         return str(folder)
     relative = output_folder(".", video)
-    folder = Path(outgoing) / f"video{video.id}" / relative.name
+    folder = Path(outgoing) / video_folder_name(video.id) / relative.name
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)

@@ -45,7 +45,7 @@ from dlcwatch.executors.slurm_states import (
     parse_squeue,
     status_of,
 )
-from dlcwatch.jobspec import EXIT_OK, read_result
+from dlcwatch.jobspec import EXIT_OK, ArrayFolder, read_result
 from dlcwatch.store import Job
 
 log = logging.getLogger("dlcwatch.executors.slurm")
@@ -429,9 +429,9 @@ def _submitted_as(job: Job, files) -> tuple[str, str, str | None]:
     """Given a job, return how SLURM would list it had it been submitted: (job name, working folder
     on the cluster, array task index or None), as _write_script and _sbatch make them."""
     spec = Path(job.spec_path)
-    task = re.fullmatch(r"spec-(\d+)\.json", spec.name)
-    first = spec.parent.name.removeprefix("array") if task else str(job.id)
-    return f"dlcwatch-{first}", files.job_path(spec.parent).rstrip("/"), task[1] if task else None
+    task = ArrayFolder.task_of(spec)
+    first = ArrayFolder(spec.parent).first_job_id if task is not None else job.id
+    return f"dlcwatch-{first}", files.job_path(spec.parent).rstrip("/"), None if task is None else str(task)
 
 
 def _query_ids(job_ids) -> list[str]:
