@@ -16,7 +16,7 @@ import posixpath
 import shlex
 from pathlib import Path
 
-from dlcwatch.files import TransferError
+from dlcwatch.errors import TransferError
 from dlcwatch.jobspec import staged_name
 from dlcwatch.ssh import SshHost, check_output
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from dlcwatch.errors import ConfigError
 from dlcwatch.executors.slurm_schema import SLURM_SECTION
 from dlcwatch.schema import ListOf, Option, Section, parse_remote, ssh_section
 
@@ -176,16 +177,6 @@ SCHEMA = Section("dlcwatch configuration", {
                             choices=("debug", "info", "warning", "error")),
     }),
 })
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; `problems` lists every problem found."""
-
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        listed = "\n".join(f"  - {problem}" for problem in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s) in the configuration:\n{listed}")
 
 
 class Node(dict):

@@ -19,11 +19,11 @@ from dlcwatch import delivery
 from dlcwatch.backoff import Backoff
 from dlcwatch.cluster_staging import ClusterStaging
 from dlcwatch.config import ConfigError, load_config
+from dlcwatch.errors import TransferError
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
-from dlcwatch.files import make_private_folder
+from dlcwatch.files import make_private_folder, write_json_atomic
 from dlcwatch.intake import Intake
-from dlcwatch.files import write_json_atomic
 from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, ArrayFolder, JobFolder, read_result
 from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
 from dlcwatch.packing import pack_by_frames
@@ -516,7 +516,7 @@ class Daemon:
         except delivery.OutputsGone as error:
             self.store.set_video_state(video.id, S.QUEUED, f"{error}; analyzing it again", now=now)
             return
-        except OSError as error:
+        except (TransferError, OSError) as error:
             # Back off while the destination stays unreachable or full; never drop the results.
             self._delivery_failures += 1
             delay = Backoff(self.config.executor.retry_backoff_s, self.config.output.retry_max_s).delay(self._delivery_failures)

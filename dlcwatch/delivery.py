@@ -13,16 +13,13 @@ from pathlib import Path, PurePosixPath
 
 import dlcwatch
 from dlcwatch.checksum import sha256_file
+from dlcwatch.errors import OutputsGone
 from dlcwatch.files import Permissions, copy_verified, default_permissions, fsync_folder, make_folder, write_json_atomic
 from dlcwatch.jobspec import read_json, video_folder_name
 from dlcwatch.remote import RemoteDestination
 from dlcwatch.store import Job, Video
 
 MANIFEST = "manifest.json"
-
-
-class OutputsGone(Exception):
-    """The job's outputs are no longer in staging: the video must be analyzed again."""
 
 
 def output_permissions(output) -> Permissions:

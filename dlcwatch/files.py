@@ -26,12 +26,9 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from dlcwatch.checksum import CHUNK_BYTES, sha256_file
+from dlcwatch.errors import TransferError
 
 WORLD_WRITABLE = 0o002
-
-
-class TransferError(OSError):
-    """A copy could not be made or did not verify."""
 
 
 def current_umask() -> int:

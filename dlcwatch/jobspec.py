@@ -54,7 +54,6 @@ def staged_name(video_id: int, source: str) -> str:
     return f"{video_folder_name(video_id)}{extension or '.mp4'}"
 
 
-
 @dataclass(frozen=True)
 class JobFolder:
     """Every file of one job, named here and nowhere else.

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dlcwatch.files import TransferError
+from dlcwatch.errors import SshUnreachable, TransferError
 
 COMMAND_TIMEOUT_S = 600.0
 SSH_FAILED = 255          # ssh's own exit code when it cannot connect or log in
@@ -33,10 +33,6 @@ NOT_FOUND = 127
 TIMED_OUT = 124
 
 Runner = Callable[[list, float], "tuple[int, str, str]"]
-
-
-class SshUnreachable(TransferError):
-    """ssh itself failed (host down, login refused): nothing ran on the far side."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import enum
 
+from dlcwatch.errors import TransitionError
+
 
 class VideoState(str, enum.Enum):
     SETTLING = "settling"        # seen; waiting until size and mtime stop changing
@@ -91,10 +93,6 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 JOB_ACTIVE = frozenset({J.CREATED, J.SUBMITTED, J.RUNNING})
-
-
-class TransitionError(RuntimeError):
-    """A caller asked for a transition the state machine does not allow."""
 
 
 def check_video_transition(old: VideoState, new: VideoState) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from dlcwatch.errors import StoreError
 from dlcwatch.files import create_private_file, make_private_folder
 from dlcwatch.states import (
     JOB_ACTIVE,
@@ -162,10 +163,6 @@ VIDEO_FIELDS = frozenset({
 })
 JOB_FIELDS = frozenset({"executor_job_id", "reason", "started", "ended", "spec_path", "result_path", "log_path",
                         "resources", "cancel_requested"})
-
-
-class StoreError(RuntimeError):
-    """The state database cannot be opened or is not ours."""
 
 
 @dataclass(frozen=True)

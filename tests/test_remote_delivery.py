@@ -9,7 +9,7 @@ import sshd
 from conftest import needs_dlc, write_config
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
-from dlcwatch.files import TransferError
+from dlcwatch.errors import TransferError
 from dlcwatch.jobspec import read_json
 from dlcwatch.remote import RemoteDestination
 from dlcwatch.schema import parse_remote

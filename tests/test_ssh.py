@@ -6,7 +6,7 @@ import stat
 import pytest
 
 import sshd
-from dlcwatch.files import TransferError
+from dlcwatch.errors import TransferError
 from dlcwatch.ssh import SshHost, SshUnreachable, socket_folder, ssh_runner
 
 

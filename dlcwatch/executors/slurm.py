@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from dlcwatch.errors import SubmitLimitReached
 from dlcwatch.backoff import Backoff
 from dlcwatch.cluster_files import SharedFiles
 from dlcwatch.executors.base import ExecutorError, JobStatus, Outcome, Submission
@@ -72,10 +73,6 @@ def run_command(argv: list[str], timeout: float, *, env: dict | None = None) -> 
     except OSError as error:
         return 126, "", f"{argv[0]}: {error}"
     return completed.returncode, completed.stdout, completed.stderr
-
-
-class SubmitLimitReached(ExecutorError):
-    """sbatch refused for an account's submit limit: nothing is wrong with the job itself."""
 
 
 class SlurmExecutor:
