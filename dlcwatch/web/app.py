@@ -132,7 +132,7 @@ def create_app(config: Node) -> Starlette:
         manifest = read_manifest(found)
         return site.render("video.html", page="videos", video=found, details=details, job=job,
                            manifest_text=json.dumps(manifest, indent=2, ensure_ascii=False) if manifest else None,
-                           files=viewable_files(manifest), remote=bool(found.output_dir and not results_folder(found)),
+                           files=viewable_files(found, manifest), remote=bool(found.output_dir and not results_folder(found)),
                            next_step=NEXT_STEP.get(found.state.value, "").format(id=found.id))
 
     def job(request: Request) -> Response:

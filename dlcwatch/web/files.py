@@ -51,8 +51,8 @@ def read_manifest(video: Video) -> dict | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def viewable_files(manifest: dict | None) -> list[ResultFile]:
-    """Given a manifest, return its pictures and clips in the order of their kinds."""
+def listed_files(manifest: dict | None) -> list[ResultFile]:
+    """Given a manifest, return the pictures and clips it names, in the order of their kinds."""
     outputs = (manifest or {}).get("outputs")
     if not isinstance(outputs, dict):
         return []
@@ -67,16 +67,24 @@ def viewable_files(manifest: dict | None) -> list[ResultFile]:
     return found
 
 
+def viewable_files(video: Video, manifest: dict | None) -> list[ResultFile]:
+    """Given a video and its manifest, return the pictures and clips that can be served."""
+    folder = results_folder(video)
+    return [file for file in listed_files(manifest) if folder is not None and _inside(folder, file.name)]
+
+
 def result_file(video: Video, kind: str) -> tuple[Path, str] | None:
     """Given a video and an output kind, return (the file, its media type), or None if not servable."""
-    folder = results_folder(video)
-    wanted = [file for file in viewable_files(read_manifest(video)) if file.kind == kind]
-    if folder is None or not wanted:
-        return None
-    path = folder / wanted[0].name
+    for file in viewable_files(video, read_manifest(video)):
+        if file.kind == kind:
+            return results_folder(video) / file.name, file.media_type
+    return None
+
+
+def _inside(folder: Path, name: str) -> bool:
+    """Given a folder and a file name, say whether that is a file in the folder, links followed."""
+    path = folder / name
     try:
-        # A symbolic link must not lead out of the results folder.
-        inside = path.resolve(strict=True).parent == folder.resolve(strict=True)
+        return path.resolve(strict=True).parent == folder.resolve(strict=True) and path.is_file()
     except OSError:
-        return None
-    return (path, wanted[0].media_type) if inside and path.is_file() else None
+        return False
