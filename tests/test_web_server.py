@@ -400,16 +400,28 @@ def test_the_video_list_pages_by_id_filters_and_finds_names(tmp_path):
         add_video(store, tmp_path, name)
     ete = add_video(store, tmp_path, "Souris_été_ü.MP4", S.QUARANTINED)
     add_video(store, tmp_path, "100%_done_x.mp4", S.DUPLICATE)
+
+    def link(html: str, rel: str) -> str | None:
+        found = re.search(rf'href="([^"]*)" rel="{rel}"', html)
+        return found.group(1).replace("&amp;", "&") if found else None
+
     with web_server(config_path) as base:
-        seen, url = [], base + "/videos?state=queued"
-        while url:
-            status, _, body = get(url)
-            html = body.decode()
-            assert status == 200 and "120 video(s) queued" in html
-            seen += re.findall(r">(session\d{3}\.mp4)<", html)
-            older = [part.split('"')[0] for part in html.split('href="')[1:] if 'rel="next"' in part.split(">")[0]]
-            url = base + older[0].replace("&amp;", "&") if older else None
-        assert seen == list(reversed(names))  # every video once, newest first
+        for first, summary in (("/videos?state=queued", "120 video(s) queued"),
+                               ("/videos?q=SESSION", "120 video(s) matching “SESSION”")):
+            pages, url = [], base + first
+            while url:
+                status, _, body = get(url)
+                html = body.decode()
+                assert status == 200 and summary in html, url
+                pages.append(re.findall(r">(session\d{3}\.mp4)<", html))
+                url = base + link(html, "next") if link(html, "next") else None
+            assert [name for page in pages for name in page] == list(reversed(names))  # each once, newest first
+            assert [len(page) for page in pages] == [50, 50, 20]
+            back = []
+            while link(html, "prev"):  # and back again to the first page
+                html = get(base + link(html, "prev"))[2].decode()
+                back.append(re.findall(r">(session\d{3}\.mp4)<", html))
+            assert back == pages[-2::-1]
 
         for query, expected in (("été", ["Souris_été_ü.MP4"]), ("souris_", ["Souris_été_ü.MP4"]),
                                 ("100%", ["100%_done_x.mp4"]), ("session11", [f"session11{i}.mp4" for i in range(10)])):

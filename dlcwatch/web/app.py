@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import threading
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlencode
 
 import jinja2
@@ -56,6 +57,52 @@ NEXT_STEP = {
 }
 
 
+class SharedStatus:
+    """status_data for every request and viewer, recomputed in the background once older than max_age_s.
+
+    At 100,000 videos status_data takes about a quarter of a second (it scans the events table
+    twice and sorts the videos; see bench/README.md). Computed once per interval for all viewers,
+    a page answers at once, with numbers at most one refresh old. After a failure, or the first
+    time, the request computes and waits, so an unreadable database is reported at once."""
+
+    def __init__(self, compute: Callable[[], dict], max_age_s: float):
+        self._compute = compute
+        self._max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self._latest: tuple[float, dict | None] = (0.0, None)
+        self._refreshing = False
+
+    def get(self) -> dict:
+        with self._lock:
+            at, value = self._latest
+            if value is not None:
+                if time.monotonic() - at >= self._max_age_s and not self._refreshing:
+                    self._refreshing = True
+                    threading.Thread(target=self._refresh_in_background, daemon=True).start()
+                return value
+        return self._refresh()
+
+    def _refresh(self) -> dict:
+        try:
+            value = self._compute()
+        except Exception:
+            with self._lock:
+                self._latest = (time.monotonic(), None)
+            raise
+        with self._lock:
+            self._latest = (time.monotonic(), value)
+        return value
+
+    def _refresh_in_background(self) -> None:
+        try:
+            self._refresh()
+        except Exception:  # noqa: BLE001 - the next request computes again and reports it
+            pass
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+
 class Site:
     """Given the config, hold what every request needs: the database path, templates, secrets."""
 
@@ -69,12 +116,17 @@ class Site:
             loader=jinja2.PackageLoader("dlcwatch.web", "templates"), autoescape=True,
             undefined=jinja2.StrictUndefined, finalize=self._finalize)
         self.templates.filters.update(duration=format_duration, clock=_clock, name=lambda path: Path(path).name)
+        self.status = SharedStatus(self._status_now, max_age_s=self.refresh_s)
         self.static = {name: resources.files("dlcwatch.web").joinpath("static", name).read_bytes() for name in STATIC}
 
     def _finalize(self, value: Any) -> Any:
         if value is None:
             return ""
         return self.scrub(value) if isinstance(value, str) else value
+
+    def _status_now(self) -> dict:
+        with self.store() as store:
+            return status_data(store)
 
     @contextlib.contextmanager
     def store(self) -> Iterator[ReadOnlyStore]:
@@ -103,7 +155,7 @@ def create_app(config: Node) -> Starlette:
 
     def overview(request: Request) -> Response:
         with site.store() as store:
-            data = status_data(store)
+            data = site.status.get()
             attention = store.videos(ATTENTION, order="recent", limit=20)
             messages = store.recent_messages()
         return site.render("overview.html", page="overview", data=data, headline=headline(data),
@@ -116,9 +168,8 @@ def create_app(config: Node) -> Starlette:
         before, after = _int_param(request, "before"), _int_param(request, "after")
         with site.store() as store:
             page = store.video_page(state=state, name=name, before=before, after=after)
-            total = store.count_matching(state=state, name=name)
         filters = {key: value for key, value in (("state", state), ("q", name)) if value}
-        return site.render("videos.html", page="videos", videos=page.rows, total=total, state=state, name=name,
+        return site.render("videos.html", page="videos", videos=page.rows, total=page.total, state=state, name=name,
                            states=STATE_ORDER,
                            older=_link("/videos", filters, before=page.older_than) if page.older_than else None,
                            newer=_link("/videos", filters, after=page.newer_than) if page.newer_than else None)
@@ -146,8 +197,8 @@ def create_app(config: Node) -> Starlette:
                            log=_log_tail(found.log_path), elapsed=(found.ended or time.time()) - (found.started or found.created))
 
     def api_status(request: Request) -> Response:
-        with site.store() as store:
-            return site.json(status_data(store))
+        with site.store():  # reports a database that cannot be read now, even when the status is fresh
+            return site.json(site.status.get())
 
     def api_video(request: Request) -> Response:
         with site.store() as store:

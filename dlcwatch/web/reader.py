@@ -34,6 +34,7 @@ class VideoPage:
     """One page of the video list, newest first, with the ids to page on from."""
 
     rows: list[dict]
+    total: int              # videos matching the filters, on every page
     older_than: int | None  # pass as ?before= for the next page; None on the last page
     newer_than: int | None  # pass as ?after= for the previous page; None on the first page
 
@@ -92,33 +93,48 @@ class ReadOnlyStore(Store):
                    after: int | None = None, size: int = PAGE_SIZE) -> VideoPage:
         """Given a state, a part of the name and a position, return one page of videos, newest first.
 
-        Keyset paging (id < before, or id > after), so page 2,000 costs what page 1 does."""
+        Keyset paging (id < before, or id > after), so page 2,000 costs what page 1 does. A name
+        search reads every name once (no index helps with a part of a name) and pages on the ids
+        it found."""
         filters, params = _filters(state, name)
+        where = " WHERE " + " AND ".join(filters) if filters else ""
+        if name:
+            ids = [row[0] for row in self._db.execute(f"SELECT id FROM videos{where} ORDER BY id DESC", params)]
+            total = len(ids)
+        else:
+            ids = None
+            total = self._db.execute(f"SELECT COUNT(*) FROM videos{where}", params).fetchone()[0]
         going_back = after is not None and before is None
-        position = (["id > ?"], [after]) if going_back else (["id < ?"], [before]) if before is not None else ([], [])
-        where = filters + position[0]
-        sql = (f"SELECT {VIDEO_COLUMNS} FROM videos" + (" WHERE " + " AND ".join(where) if where else "")
+        if ids is not None:
+            if going_back:
+                chosen = [video_id for video_id in ids if video_id > after][-size:]
+            else:
+                chosen = [video_id for video_id in ids if before is None or video_id < before][:size]
+            newer = bool(chosen) and ids[0] > chosen[0]
+            older = bool(chosen) and ids[-1] < chosen[-1]
+            marks = ",".join("?" * len(chosen))
+            rows = [dict(row) for row in self._db.execute(
+                f"SELECT {VIDEO_COLUMNS} FROM videos WHERE id IN ({marks}) ORDER BY id DESC", chosen)]
+            return VideoPage(rows, total, rows[-1]["id"] if older else None, rows[0]["id"] if newer else None)
+        position = ["id > ?"] if going_back else ["id < ?"] if before is not None else []
+        position_params = [after] if going_back else [before] if before is not None else []
+        clauses = filters + position
+        sql = (f"SELECT {VIDEO_COLUMNS} FROM videos" + (" WHERE " + " AND ".join(clauses) if clauses else "")
                + f" ORDER BY id {'ASC' if going_back else 'DESC'} LIMIT ?")
-        rows = [dict(row) for row in self._db.execute(sql, [*params, *position[1], size + 1]).fetchall()]
+        rows = [dict(row) for row in self._db.execute(sql, [*params, *position_params, size + 1])]
         more = len(rows) > size
         rows = rows[:size]
         if going_back:
             rows.reverse()
         if not rows:
-            return VideoPage([], None, None)
+            return VideoPage([], total, None, None)
         newer = more if going_back else self._any(filters + ["id > ?"], [*params, rows[0]["id"]])
         older = self._any(filters + ["id < ?"], [*params, rows[-1]["id"]]) if going_back else more
-        return VideoPage(rows, rows[-1]["id"] if older else None, rows[0]["id"] if newer else None)
+        return VideoPage(rows, total, rows[-1]["id"] if older else None, rows[0]["id"] if newer else None)
 
     def _any(self, where: list[str], params: list) -> bool:
         sql = "SELECT 1 FROM videos WHERE " + " AND ".join(where) + " LIMIT 1"
         return self._db.execute(sql, params).fetchone() is not None
-
-    def count_matching(self, *, state: str | None = None, name: str = "") -> int:
-        """Given the same filters as video_page, return how many videos match."""
-        filters, params = _filters(state, name)
-        sql = "SELECT COUNT(*) FROM videos" + (" WHERE " + " AND ".join(filters) if filters else "")
-        return self._db.execute(sql, params).fetchone()[0]
 
     def recent_messages(self, limit: int = 8) -> list[dict]:
         """Return the newest notifications in the outbox: when, kind, title, sent or why not yet."""
