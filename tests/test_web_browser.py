@@ -38,14 +38,16 @@ REFRESH_S = 3
 def screenshots(tmp_path_factory) -> Path:
     folder = Path(os.environ.get("DLCWATCH_WEB_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "overview-live.png").unlink(missing_ok=True)
     return folder
 
 
 @pytest.fixture(scope="module")
-def live(tiny_model, tmp_path_factory):
+def live(tiny_model, tmp_path_factory, browser, screenshots):
     """A web page started before the daemon, watching a real pipeline run to its end.
 
-    Yield (base URL, lab folder, the statuses the page answered while the daemon worked)."""
+    Yield (base URL, lab folder, the statuses the page answered while the daemon worked); the
+    browser takes overview-live.png while a job is in flight."""
     folder = tmp_path_factory.mktemp("web-lab")
     config_path = write_config(folder, tiny_model, watch={"settle_s": 0.5, "rescan_interval_s": 0.5},
                                executor={"videos_per_job": 2}, web={"refresh_s": REFRESH_S})
@@ -68,6 +70,9 @@ def live(tiny_model, tmp_path_factory):
                 status, _, body = get(base + "/api/status")
                 if status == 200:
                     seen.append(json.loads(body))
+                    if seen[-1]["active_jobs"] and not (screenshots / "overview-live.png").exists():
+                        browser.get(base + "/")
+                        browser.save_screenshot(str(screenshots / "overview-live.png"))
                 time.sleep(0.3)
         finally:
             if daemon.poll() is None:
@@ -109,8 +114,9 @@ def no_alert(driver) -> bool:
     return False
 
 
-def test_the_page_followed_the_run_live(live):
+def test_the_page_followed_the_run_live(live, screenshots):
     base, folder, seen = live
+    assert (screenshots / "overview-live.png").exists(), "no job was ever seen in flight"
     assert seen, "the page never answered while the daemon ran"
     final = json.loads(get(base + "/api/status")[2])
     # It watched the run happen, not only its end: some answer still had work in flight.
