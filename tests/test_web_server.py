@@ -28,6 +28,7 @@ import yaml
 from conftest import cli, write_config
 from dlcwatch.states import JobState, VideoState as S
 from dlcwatch.store import Store
+from dlcwatch.synthetic import write_video
 
 pytest.importorskip("starlette", reason="the web extra is not installed: pip install 'dlcwatch[web]'")
 pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install 'dlcwatch[web]'")
@@ -193,8 +194,9 @@ def test_only_pictures_named_in_a_manifest_are_served_never_a_path(tmp_path):
     video_id = add_video(store, tmp_path, "m.mp4")
     results = deliver_done(store, tmp_path, video_id, {
         "qc_png": "m_qc.png", "escape": "../../secret.png", "absolute": str(tmp_path / "secret.png"),
-        "link": "link.png", "keypoints_h5": "mDLC.h5", "hidden": ".m.png"})
+        "link": "link.png", "keypoints_h5": "mDLC.h5", "hidden": ".m.png", "labeled_video": "m_labeled.mp4"})
     (results / "m_qc.png").write_bytes(PNG)
+    write_video(results / "m_labeled.mp4", frames=10)
     (results / "mDLC.h5").write_bytes(b"keypoints")
     (results / ".m.png").write_bytes(PNG)
     (results / "link.png").symlink_to(tmp_path / "secret.png")
@@ -202,6 +204,9 @@ def test_only_pictures_named_in_a_manifest_are_served_never_a_path(tmp_path):
     with web_server(config_path) as base:
         status, headers, body = get(f"{base}/files/{video_id}/qc_png")
         assert status == 200 and headers["content-type"] == "image/png" and body == PNG
+        clip = (results / "m_labeled.mp4").read_bytes()
+        status, headers, body = get(f"{base}/files/{video_id}/labeled_video", {"Range": "bytes=0-99"})
+        assert status == 206 and headers["content-type"] == "video/mp4" and body == clip[:100]  # seekable
         for path in ["/files/../../etc/passwd", f"/files/{video_id}/../../../etc/passwd",
                      f"/files/{video_id}/..%2F..%2F..%2Fetc%2Fpasswd", f"/files/{video_id}/%2e%2e",
                      "/files/%2e%2e/%2e%2e/etc/passwd", f"/files/{video_id}/escape", f"/files/{video_id}/absolute",
@@ -212,7 +217,8 @@ def test_only_pictures_named_in_a_manifest_are_served_never_a_path(tmp_path):
             assert status == 404, path
             assert b"not for the page" not in body and b"root:" not in body and b"import" not in body, path
         _, _, page = get(f"{base}/videos/{video_id}")
-        assert f'src="/files/{video_id}/qc_png"'.encode() in page
+        assert f'<img src="/files/{video_id}/qc_png"'.encode() in page
+        assert f'<video controls preload="metadata" src="/files/{video_id}/labeled_video"'.encode() in page
         assert b"/files/%d/escape" % video_id not in page and b"/files/%d/link\"" % video_id not in page
 
 

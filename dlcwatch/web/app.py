@@ -220,7 +220,9 @@ def create_app(config: Node) -> Starlette:
         return Response(site.static[name], media_type=STATIC[name], headers={"Cache-Control": "max-age=3600"})
 
     async def login(request: Request) -> Response:
-        if request.method == "GET" or not site.token:
+        if not site.token:
+            return RedirectResponse("/", status_code=303)
+        if request.method == "GET":
             return site.render("login.html", page="login", wrong=False)
         body = await request.body()
         given = parse_qs(body[:4096].decode("utf-8", "replace")).get("token", [""])[0]
