@@ -54,7 +54,8 @@ def check_access(host: str, token: str) -> None:
     if not token and not is_loopback(host):
         raise ConfigError("dlcwatch web", [
             f"web.listen: {host} can be reached from other machines, so the page needs a token: set "
-            "DLCWATCH_WEB_TOKEN (e.g. in /etc/dlcwatch/web.env, which dlcwatch-web.service reads) or web.token, at least "
+            "DLCWATCH_WEB_TOKEN (e.g. in /etc/dlcwatch/web.env, which dlcwatch-web.service reads) or "
+            "web.token, at least "
             f"{MIN_TOKEN_LENGTH} characters; {PROXY_ADVICE}"])
 
 

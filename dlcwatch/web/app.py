@@ -181,9 +181,10 @@ def create_app(config: Node) -> Starlette:
             details = show_data(store, found)
             job = _found(store.job, found.job_id) if found.job_id else None
         manifest = read_manifest(found)
+        elsewhere = bool(found.output_dir) and results_folder(found) is None
         return site.render("video.html", page="videos", video=found, details=details, job=job,
                            manifest_text=json.dumps(manifest, indent=2, ensure_ascii=False) if manifest else None,
-                           files=viewable_files(found, manifest), remote=bool(found.output_dir and not results_folder(found)),
+                           files=viewable_files(found, manifest), remote=elsewhere,
                            next_step=NEXT_STEP.get(found.state.value, "").format(id=found.id))
 
     def job(request: Request) -> Response:
@@ -194,7 +195,8 @@ def create_app(config: Node) -> Starlette:
             events = store.events(job_id=job_id)
         return site.render("job.html", page="jobs", job=found, videos=members, events=events,
                            resources=json.dumps(found.resources, sort_keys=True) if found.resources else "",
-                           log=_log_tail(found.log_path), elapsed=(found.ended or time.time()) - (found.started or found.created))
+                           log=_log_tail(found.log_path),
+                           elapsed=(found.ended or time.time()) - (found.started or found.created))
 
     def api_status(request: Request) -> Response:
         with site.store():  # reports a database that cannot be read now, even when the status is fresh
