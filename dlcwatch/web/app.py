@@ -295,7 +295,7 @@ def _link(path: str, filters: dict, **position: int) -> str:
 
 
 def _clock(timestamp: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else ""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp)) if timestamp else ""
 
 
 def _log_tail(path: str | None) -> str | None:
