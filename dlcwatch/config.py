@@ -176,6 +176,16 @@ SCHEMA = Section("dlcwatch configuration", {
         "log_level": Option("choice", "Log verbosity.", default="info",
                             choices=("debug", "info", "warning", "error")),
     }),
+    "web": Section("The read-only web page (`dlcwatch web`, a process of its own beside the daemon).", {
+        "listen": Option("str", "Address and port to serve on (HOST:PORT). Any address but loopback "
+                         "(127.0.0.1, ::1, localhost) needs a token; or keep 127.0.0.1 and put the page "
+                         "behind the lab's reverse proxy.", default="127.0.0.1:8080"),
+        "token": Option("str", "Shared secret (at least 16 characters) a browser gives once on the "
+                        "page's login form; better left empty and given in the environment variable "
+                        "named by token_env.", default="", secret=True),
+        "token_env": Option("str", "Environment variable holding the token.", default="DLCWATCH_WEB_TOKEN"),
+        "refresh_s": Option("float", "Pages reload themselves this often (seconds).", default=5.0, minimum=1),
+    }),
 })
 
 

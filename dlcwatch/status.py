@@ -6,6 +6,7 @@ rich for a person: the first line alone answers "is everything fine?".
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -99,6 +100,17 @@ def render_status(data: dict) -> Group:
                            format_duration(video["updated_ago_s"]) + " ago", Path(video["path"]).name, why)
         parts += [Text(""), videos]
     return Group(*parts)
+
+
+def show_data(store: Store, video: Video, *, now: float | None = None) -> dict:
+    """Given a video, return its details and full history as plain data (what `show --json` prints)."""
+    now = time.time() if now is None else now
+    details = {field.name: getattr(video, field.name) for field in dataclasses.fields(video)}
+    details.update(state=video.state.value, updated_ago_s=round(now - video.updated, 1))
+    details["history"] = [{"at": event.at, "old_state": event.old_state, "new_state": event.new_state,
+                           "job_id": event.job_id, "message": event.message}
+                          for event in store.events(video_id=video.id)]
+    return details
 
 
 def format_show(store: Store, video: Video) -> str:

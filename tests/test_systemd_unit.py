@@ -103,3 +103,33 @@ def test_verify_check_catches_mistakes(tmp_path):
                    .replace(f"ExecStart={EXEC} ", f"ExecStart={shutil.which('true')} "))
     code, lines = verify(bad)
     assert any("WatchdogSecs" in line for line in lines), lines
+
+
+WEB_UNIT = UNIT.with_name("dlcwatch-web.service")
+
+
+def test_web_unit_reads_only_and_follows_the_daemon():
+    web = parse_unit(WEB_UNIT.read_text())
+    assert "dlcwatch.service" in " ".join(web["Unit"]["After"]).split()
+    assert web["Service"]["ExecStart"] == [f"{EXEC} web --config /etc/dlcwatch/config.yaml"]
+    assert web["Service"]["ProtectSystem"] == ["strict"]
+    # The page never writes: nothing is writable for it, not even a state directory.
+    assert not {"ReadWritePaths", "StateDirectory", "LogsDirectory", "CacheDirectory"} & set(web["Service"])
+    assert web["Service"]["User"] == ["dlcwatch"] and web["Service"]["NoNewPrivileges"] == ["yes"]
+    # Its token only; the daemon's SMTP password and webhook stay out of its environment.
+    assert web["Service"]["EnvironmentFile"] == ["-/etc/dlcwatch/web.env"]
+    assert web["Install"]["WantedBy"] == ["multi-user.target"]
+
+
+@needs_systemd_analyze
+def test_systemd_analyze_verify_web_unit(tmp_path):
+    copy = tmp_path / "dlcwatch-web.service"
+    true = shutil.which("true")
+    copy.write_text(WEB_UNIT.read_text().replace(f"ExecStart={EXEC} ", f"ExecStart={true} "))
+    assert f"ExecStart={true} web --config" in copy.read_text()
+    code, lines = verify(copy)
+    assert code == 0 and lines == [], lines
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(copy)], capture_output=True,
+                            text=True, timeout=60)
+    score = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
+    assert score and float(score.group(1)) <= 2.0, result.stdout[-2000:]
