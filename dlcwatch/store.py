@@ -154,6 +154,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE videos ADD COLUMN staged_path TEXT;
         """,
     ),
+    (
+        "0007_status_indexes",
+        """
+        -- What status asks on every refresh: videos finished lately (throughput) and the most
+        -- recently changed videos. Without these, 100,000 videos cost a scan of every event.
+        CREATE INDEX events_new_state_at ON events(new_state, at);
+        CREATE INDEX videos_updated ON videos(updated)
+        """,
+    ),
 ]
 
 VIDEO_FIELDS = frozenset({

@@ -12,7 +12,9 @@ import ipaddress
 import os
 from pathlib import Path
 
-from dlcwatch.config import ConfigError, ListOf, Node, SCHEMA, Section
+from dlcwatch.config import SCHEMA, Node
+from dlcwatch.errors import ConfigError
+from dlcwatch.schema import ListOf, Section
 
 MIN_TOKEN_LENGTH = 16
 SESSION_COOKIE = "dlcwatch_web"

@@ -30,7 +30,8 @@ from starlette.routing import Route
 import dlcwatch
 from dlcwatch.config import Node
 from dlcwatch.notify import scrub
-from dlcwatch.status import ATTENTION, STATE_ORDER, format_duration, headline, show_data, status_data
+from dlcwatch.states import VIDEO_NEEDS_A_PERSON
+from dlcwatch.status import STATE_ORDER, format_duration, headline, show_data, status_data
 from dlcwatch.web.access import SESSION_COOKIE, config_secrets, request_allowed, session_value, web_token
 from dlcwatch.web.files import read_manifest, result_file, results_folder, viewable_files
 from dlcwatch.web.reader import DatabaseUnavailable, ReadOnlyStore, unavailable
@@ -156,7 +157,7 @@ def create_app(config: Node) -> Starlette:
     def overview(request: Request) -> Response:
         with site.store() as store:
             data = site.status.get()
-            attention = store.videos(ATTENTION, order="recent", limit=20)
+            attention = store.videos(VIDEO_NEEDS_A_PERSON, order="recent", limit=20)
             messages = store.recent_messages()
         return site.render("overview.html", page="overview", data=data, headline=headline(data),
                            attention=attention, messages=messages)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlcwatch.delivery import MANIFEST
-from dlcwatch.remote import parse_remote
+from dlcwatch.schema import parse_remote
 from dlcwatch.store import Video
 
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
