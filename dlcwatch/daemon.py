@@ -143,6 +143,7 @@ class Daemon:
             self.sender.start()
 
     def close(self) -> None:
+        self.intake.close()
         if self.events is not None:
             self.events.stop()
         if self.sender is not None:
@@ -171,6 +172,7 @@ class Daemon:
             log.error("configuration not reloaded, keeping the running one: %s", error)
             self.systemd.ready(self._summary())
             return False
+        self.intake.close()  # reads in flight start again under the new settings
         if self.events is not None:
             self.events.stop()
         if self.sender is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-from dataclasses import dataclass
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("dlcwatch.discovery")
@@ -100,6 +102,110 @@ def list_candidates(root: str, include: list[str], exclude: list[str], recursive
     # Oldest first: of two identical files seen in one scan, the earlier one is the original.
     found.sort(key=lambda seen: (seen.mtime_ns, seen.path))
     return found, problems
+
+
+# A folder changed this recently may change again within its mtime's granularity (1-2 s on
+# SMB and FAT-backed shares) without its mtime moving: list it again next time.
+RACY_WINDOW_NS = 2_000_000_000
+
+
+@dataclass
+class FolderListing:
+    """One folder that was listed: the candidate videos in it, and the sub-folders that are gone."""
+
+    folder: str
+    found: list[FileSeen]
+    vanished: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Folder:
+    mtime_ns: int | None   # None: list it again next time (changed too recently to trust)
+    subfolders: list[str]
+
+
+class TreeScanner:
+    """Given a watch root and its patterns, list only the folders whose mtime changed since the last
+    scan: adding, removing or renaming a file changes its folder's mtime, so an unchanged folder
+    holds the same files. A scan stats every known folder and no file of an unchanged one.
+
+    What mtimes miss (a file rewritten in place, a folder whose mtime a network file system caches
+    or does not keep) is caught by a full scan (full=True), which lists everything."""
+
+    def __init__(self, root: str, include: list[str], exclude: list[str], recursive: bool,
+                 skip_dirs: tuple[str, ...] = ()):
+        self.root = root
+        self.include, self.exclude, self.recursive, self.skip_dirs = include, exclude, recursive, skip_dirs
+        self._folders: dict[str, _Folder] = {}
+        self.counts: Counter = Counter()  # 'folder_stats', 'listings', 'file_stats' since creation
+
+    def scan(self, *, full: bool = False) -> tuple[list[FolderListing], list[str]]:
+        """Return (the folders listed, each with its candidate videos; problems met), visiting the
+        tree from the root and listing a folder only if full or its mtime changed."""
+        listings: list[FolderListing] = []
+        problems: list[str] = []
+        pending = [self.root]
+        while pending:
+            folder = pending.pop()
+            known = self._folders.get(folder)
+            try:
+                self.counts["folder_stats"] += 1
+                mtime_ns = os.stat(folder).st_mtime_ns
+            except OSError as error:
+                problems.append(f"cannot list {folder}: {error.strerror or error}")
+                self._forget(folder)
+                continue
+            if not full and known is not None and known.mtime_ns == mtime_ns:
+                pending.extend(os.path.join(folder, name) for name in known.subfolders)
+                continue
+            listing, subfolders = self._list(folder, problems)
+            if listing is None:
+                self._forget(folder)
+                continue
+            if known is not None:
+                listing.vanished = [os.path.join(folder, name) for name in known.subfolders
+                                    if name not in subfolders]
+                for gone in listing.vanished:
+                    self._forget(gone)
+            trusted = time.time_ns() - mtime_ns >= RACY_WINDOW_NS
+            self._folders[folder] = _Folder(mtime_ns if trusted else None, subfolders)
+            listings.append(listing)
+            pending.extend(os.path.join(folder, name) for name in subfolders)
+        return listings, problems
+
+    def _list(self, folder: str, problems: list[str]) -> tuple[FolderListing | None, list[str]]:
+        try:
+            self.counts["listings"] += 1
+            with os.scandir(folder) as entries:
+                entries = list(entries)
+        except OSError as error:
+            problems.append(f"cannot list {folder}: {error.strerror or error}")
+            return None, []
+        found, subfolders = [], []
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if self.recursive and not entry.name.startswith(".") and entry.path not in self.skip_dirs:
+                        subfolders.append(entry.name)
+                    continue
+                if not entry.is_file():
+                    continue
+                relpath = is_candidate(self.root, entry.path, self.include, self.exclude, self.recursive,
+                                       self.skip_dirs)
+                if relpath is None:
+                    continue
+                self.counts["file_stats"] += 1
+                stat = entry.stat()
+            except OSError as error:
+                problems.append(f"cannot read {entry.path}: {error.strerror or error}")
+                continue
+            found.append(FileSeen(entry.path, relpath, stat.st_size, stat.st_mtime_ns))
+        return FolderListing(folder, found), sorted(subfolders)
+
+    def _forget(self, folder: str) -> None:
+        known = self._folders.pop(folder, None)
+        for name in known.subfolders if known else ():
+            self._forget(os.path.join(folder, name))
 
 
 def filesystem_type(path: str, mountinfo: str | None = None) -> str:
