@@ -14,13 +14,14 @@ import shutil
 import signal
 import time
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 from dlcwatch import delivery
 from dlcwatch.cluster_staging import ClusterStaging
 from dlcwatch.config import ConfigError, load_config
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
-from dlcwatch.intake import Intake
+from dlcwatch.intake import Intake, open_for_reading
 from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, read_result, write_json_atomic
 from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
 from dlcwatch.packing import pack_by_frames
@@ -66,8 +67,10 @@ class Daemon:
     """Given a validated config, own the store, the intake and the executor, and run the loop."""
 
     def __init__(self, config, *, store: Store | None = None, executor: Executor | None = None,
-                 watch_events: bool = True, config_path: str | Path | None = None):
+                 watch_events: bool = True, config_path: str | Path | None = None,
+                 open_video: Callable[[str], BinaryIO] = open_for_reading):
         self.config = config
+        self.open_video = open_video  # how intake opens a video for its one full read (tests slow it down)
         self.config_path = config_path
         self.store = store or Store(config.state.database)
         self.jobs_dir = Path(config.staging.dir) / "jobs"
@@ -95,7 +98,7 @@ class Daemon:
         if config.output.move_to:
             ours.append(config.output.move_to)  # delivered sources moved there are not new videos
         skip = tuple(str(Path(p).absolute()) for p in ours)
-        return Intake(config.watch, self.store, events=self.events, skip_dirs=skip)
+        return Intake(config.watch, self.store, events=self.events, skip_dirs=skip, open_video=self.open_video)
 
     # ------------------------------------------------------------------ life cycle
 
