@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 log = logging.getLogger("dlcwatch.discovery")
 
@@ -138,12 +139,13 @@ class TreeScanner:
         self.include, self.exclude, self.recursive, self.skip_dirs = include, exclude, recursive, skip_dirs
         self._folders: dict[str, _Folder] = {}
         self.counts: Counter = Counter()  # 'folder_stats', 'listings', 'file_stats' since creation
+        self.problems: list[str] = []
 
-    def scan(self, *, full: bool = False) -> tuple[list[FolderListing], list[str]]:
-        """Return (the folders listed, each with its candidate videos; problems met), visiting the
-        tree from the root and listing a folder only if full or its mtime changed."""
-        listings: list[FolderListing] = []
-        problems: list[str] = []
+    def scan(self, *, full: bool = False) -> Iterator[FolderListing]:
+        """Yield the folders listed, each with its candidate videos, visiting the tree from the root
+        and listing a folder only if full or its mtime changed; one folder at a time, so memory
+        does not grow with the tree. Problems met are in self.problems once the scan is done."""
+        self.problems = problems = []
         pending = [self.root]
         while pending:
             folder = pending.pop()
@@ -169,9 +171,8 @@ class TreeScanner:
                     self._forget(gone)
             trusted = time.time_ns() - mtime_ns >= RACY_WINDOW_NS
             self._folders[folder] = _Folder(mtime_ns if trusted else None, subfolders)
-            listings.append(listing)
             pending.extend(os.path.join(folder, name) for name in subfolders)
-        return listings, problems
+            yield listing
 
     def _list(self, folder: str, problems: list[str]) -> tuple[FolderListing | None, list[str]]:
         try:

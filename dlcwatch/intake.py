@@ -182,22 +182,23 @@ class Intake:
             self._report_root(root.path, f"watch root {root.path} is not available (unmounted?); "
                                          "skipping it, nothing is marked missing")
             return
-        listings, problems = self._scanners[root.path].scan(full=full)
-        self._report_root(root.path, "; ".join(problems[:5]) if problems else "")
+        scanner = self._scanners[root.path]
         new: list[FileSeen] = []
-        for listing in listings:
-            known = {video.path: video for video in self.store.videos_in_folder(listing.folder)}
+        for listing in scanner.scan(full=full):
+            known = self.store.files_in_folder(listing.folder)
             for seen in listing.found:
-                video = known.pop(seen.path, None)
-                if video is None:
+                facts = known.pop(seen.path, None)
+                if facts is None:
                     new.append(seen)
-                elif video.state is S.MISSING or (video.size, video.mtime_ns) != (seen.size, seen.mtime_ns):
-                    self._observe(seen, now, video)
-            for video in known.values():
-                self._maybe_missing(video, now)
+                elif facts[2] is S.MISSING or facts[:2] != (seen.size, seen.mtime_ns):
+                    self._observe(seen, now, self.store.video_by_path(seen.path))
+            for path, (_, _, state) in known.items():
+                if state in (S.SETTLING, S.QUEUED):
+                    self._maybe_missing(self.store.video_by_path(path), now)
             for folder in listing.vanished:
                 for video in self.store.videos_under(folder, [S.SETTLING, S.QUEUED]):
                     self._maybe_missing(video, now)
+        self._report_root(root.path, "; ".join(scanner.problems[:5]))
         # Oldest first: of two identical files seen in one scan, the earlier one is the original.
         for seen in sorted(new, key=lambda seen: (seen.mtime_ns, seen.path)):
             self._observe(seen, now, None)

@@ -428,13 +428,14 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         return [Video.from_row(row) for row in self._db.execute(sql, params)]
 
-    def videos_in_folder(self, folder: str) -> list[Video]:
-        """Given an absolute folder, return the known videos directly in it (one query)."""
+    def files_in_folder(self, folder: str) -> dict[str, tuple[int | None, int | None, VideoState]]:
+        """Given an absolute folder, return {path: (size, mtime_ns, state)} of the known videos
+        directly in it, in one query (a rescan compares these; most have not changed)."""
         prefix = folder.rstrip("/") + "/"
         # A range on the unique path index; '0' is the character after '/'.
-        rows = self._db.execute("SELECT * FROM videos WHERE path >= ? AND path < ? AND instr(substr(path, ?), '/') = 0",
-                                (prefix, prefix[:-1] + "0", len(prefix) + 1))
-        return [Video.from_row(row) for row in rows]
+        rows = self._db.execute("SELECT path, size, mtime_ns, state FROM videos WHERE path >= ? AND path < ? "
+                                "AND instr(substr(path, ?), '/') = 0", (prefix, prefix[:-1] + "0", len(prefix) + 1))
+        return {path: (size, mtime_ns, VideoState(state)) for path, size, mtime_ns, state in rows}
 
     def videos_under(self, folder: str, states: Iterable[VideoState]) -> list[Video]:
         """Given an absolute folder, return the known videos anywhere below it in these states."""
