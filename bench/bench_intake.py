@@ -33,7 +33,7 @@ from dlcwatch.checksum import sha256_file
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.discovery import list_candidates
-from dlcwatch.intake import Intake, _hash_and_count, examine
+from dlcwatch.intake import Intake, _hash_and_count, examine, open_for_reading
 from dlcwatch.probe import probe_video
 from dlcwatch.reads import Read
 from dlcwatch.states import VideoState
@@ -141,7 +141,7 @@ def bench_video(gigabytes: float, folder: Path) -> dict:
         read = Read(1, str(path), size, 0)
         row["new_one_read_s"], examined = wall(lambda: examine(read))
         assert examined.info.frames == frames and examined.full_reads == 1, examined
-        row["pipe_count_s"], (_, counted) = wall(lambda: _hash_and_count(Read(2, str(path), size, 0), open))
+        row["pipe_count_s"], (_, counted) = wall(lambda: _hash_and_count(Read(2, str(path), size, 0), open_for_reading))
         assert counted == frames, counted
         row["longest_loop_gap_s"], row["daemon_admission_s"] = longest_gap_while_admitting(path, folder / "lab")
         row["ratio_new_to_by_hand"] = row["new_one_read_s"] / row["by_hand_s"]

@@ -316,3 +316,32 @@ def test_a_multi_gb_video_is_read_while_the_loop_pings_polls_and_delivers(tmp_pa
     finally:
         for leftover in (big, Path(config.watch.roots[0].path) / "big.avi"):
             leftover.unlink(missing_ok=True)
+
+
+def test_reads_on_one_file_system_wait_for_a_free_slot(tmp_path):
+    from dlcwatch.reads import ReadPool
+
+    release = threading.Event()
+    started = []
+
+    def work(read):
+        started.append(read.key)
+        release.wait(10)
+        return read.key
+
+    files = []
+    for index in range(3):
+        files.append(tmp_path / f"{index}.avi")
+        files[-1].write_bytes(b"x")
+    pool = ReadPool(work, per_filesystem=2, stall_s=60)
+    for index, path in enumerate(files):
+        pool.submit(index, str(path), 1)
+    deadline = time.monotonic() + 5
+    while len(started) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert sorted(started) == [0, 1]  # the third waits: two readers on one file system
+    assert [read.step for read in pool.in_progress()][-1] == "waiting to read"
+    release.set()
+    assert pool.wait(10)
+    assert sorted(read.result for read in pool.collect()) == [0, 1, 2]
