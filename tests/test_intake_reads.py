@@ -4,7 +4,6 @@ mount cannot be had here: the reader is the one stand-in, the rest is the real d
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
