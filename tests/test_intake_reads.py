@@ -269,6 +269,7 @@ def test_a_multi_gb_video_is_read_while_the_loop_pings_polls_and_delivers(tmp_pa
         monkeypatch.setenv("WATCHDOG_USEC", "1000000")
         monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
         daemon = Daemon(config, watch_events=False)
+        daemon.executor.max_parallel = 0  # no new jobs: the admitted video stays queued (no model here)
         seen = {}
 
         def conduct():
