@@ -32,7 +32,7 @@ from pathlib import Path
 from dlcwatch.checksum import sha256_file
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
-from dlcwatch.discovery import list_candidates
+from dlcwatch.discovery import FileSeen, is_candidate
 from dlcwatch.intake import Intake, _hash_and_count, examine, open_for_reading
 from dlcwatch.probe import probe_video
 from dlcwatch.reads import Read
@@ -190,11 +190,49 @@ def measure(function, again=None) -> tuple[float, int]:
 
 
 def old_scan(store: Store, root) -> int:
-    """The scan before issue 15: list every folder, stat every file, one SQL lookup per file."""
-    found, _ = list_candidates(root.path, root.include, root.exclude, root.recursive)
+    """The scan before issue 15 (its code as it was): list every folder, stat every file, one SQL
+    lookup per file."""
+    found, _ = old_list_candidates(root.path, root.include, root.exclude, root.recursive)
     for seen in found:
         store.video_by_path(seen.path)
     return len(found)
+
+
+def old_list_candidates(root: str, include: list[str], exclude: list[str], recursive: bool,
+                        skip_dirs: tuple[str, ...] = ()) -> tuple[list[FileSeen], list[str]]:
+    """Given a watch root, return (candidate videos found, problems met while listing).
+
+    A folder that cannot be read is reported and skipped; the rest of the tree is still listed."""
+    found: list[FileSeen] = []
+    problems: list[str] = []
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as error:
+            problems.append(f"cannot list {folder}: {error.strerror or error}")
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive and not entry.name.startswith(".") and entry.path not in skip_dirs:
+                        pending.append(entry.path)
+                    continue
+                if not entry.is_file():
+                    continue
+                relpath = is_candidate(root, entry.path, include, exclude, recursive, skip_dirs)
+                if relpath is None:
+                    continue
+                stat = entry.stat()
+            except OSError as error:
+                problems.append(f"cannot read {entry.path}: {error.strerror or error}")
+                continue
+            found.append(FileSeen(entry.path, relpath, stat.st_size, stat.st_mtime_ns))
+    # Oldest first: of two identical files seen in one scan, the earlier one is the original.
+    found.sort(key=lambda seen: (seen.mtime_ns, seen.path))
+    return found, problems
+
 
 
 def bench_scan(files: int, folder: Path) -> dict:

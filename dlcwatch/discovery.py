@@ -71,38 +71,12 @@ def is_candidate(root: str, path: str, include: list[str], exclude: list[str], r
 
 def list_candidates(root: str, include: list[str], exclude: list[str], recursive: bool,
                     skip_dirs: tuple[str, ...] = ()) -> tuple[list[FileSeen], list[str]]:
-    """Given a watch root, return (candidate videos found, problems met while listing).
-
-    A folder that cannot be read is reported and skipped; the rest of the tree is still listed."""
-    found: list[FileSeen] = []
-    problems: list[str] = []
-    pending = [root]
-    while pending:
-        folder = pending.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError as error:
-            problems.append(f"cannot list {folder}: {error.strerror or error}")
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if recursive and not entry.name.startswith(".") and entry.path not in skip_dirs:
-                        pending.append(entry.path)
-                    continue
-                if not entry.is_file():
-                    continue
-                relpath = is_candidate(root, entry.path, include, exclude, recursive, skip_dirs)
-                if relpath is None:
-                    continue
-                stat = entry.stat()
-            except OSError as error:
-                problems.append(f"cannot read {entry.path}: {error.strerror or error}")
-                continue
-            found.append(FileSeen(entry.path, relpath, stat.st_size, stat.st_mtime_ns))
-    # Oldest first: of two identical files seen in one scan, the earlier one is the original.
+    """Given a watch root, return (every candidate video in it, oldest first; problems met while
+    listing). A folder that cannot be read is reported and skipped; the rest is still listed."""
+    scanner = TreeScanner(root, include, exclude, recursive, skip_dirs)
+    found = [seen for listing in scanner.scan(full=True) for seen in listing.found]
     found.sort(key=lambda seen: (seen.mtime_ns, seen.path))
-    return found, problems
+    return found, scanner.problems
 
 
 # A folder changed this recently may change again within its mtime's granularity (1-2 s on
