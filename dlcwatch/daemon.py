@@ -194,8 +194,15 @@ class Daemon:
 
     def _summary(self) -> str:
         counts = self.store.counts()
-        return ", ".join(f"{counts[state.value]} {state.value}" for state in VideoState
+        text = ", ".join(f"{counts[state.value]} {state.value}" for state in VideoState
                          if counts.get(state.value)) or "no videos yet"
+        # What `systemctl status` shows: say so when a long read is why a video is still settling.
+        reading = [read for read in self.intake.reads.in_progress() if read.total_bytes and read.done_bytes]
+        if reading:
+            read = reading[0]
+            text += f"; {read.step} {Path(read.path).name} ({100 * read.done_bytes // read.total_bytes}%)"
+            text += f" and {len(reading) - 1} more" if len(reading) > 1 else ""
+        return text
 
     def run(self, *, until_idle: bool = False, clock=time.time, sleep=time.sleep, on_tick=None) -> int:
         """Tick until asked to stop (SIGTERM, SIGINT) or, with until_idle, until nothing is pending.

@@ -310,6 +310,8 @@ def test_a_multi_gb_video_is_read_while_the_loop_pings_polls_and_delivers(tmp_pa
         finally:
             store.close()
         assert seen.get("delivered_while_reading"), "the delivery waited for the read"
+        statuses = [line for _, line in notify.lines if line.startswith("STATUS=")]
+        assert any("hashing big.avi (" in line for line in statuses), statuses[-5:]
         pings = [at for at, line in notify.lines if line == "WATCHDOG=1"]
         gaps = [later - earlier for earlier, later in zip(pings, pings[1:])]
         assert len(pings) > 5 and max(gaps) < 1.0, max(gaps)
