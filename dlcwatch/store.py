@@ -599,7 +599,11 @@ class Store:
                            [dict(read, updated=_now(now)) for read in reads])
 
     def reads(self) -> list[dict]:
-        return [dict(row) for row in self._db.execute("SELECT * FROM reads ORDER BY started, video_id")]
+        """Return the reads in flight, oldest first ([] on a database no daemon has migrated yet)."""
+        try:
+            return [dict(row) for row in self._db.execute("SELECT * FROM reads ORDER BY started, video_id")]
+        except sqlite3.OperationalError:
+            return []  # `dlcwatch status` (read-only) before the upgraded daemon first started
 
     # ------------------------------------------------------------------ conditions
 
