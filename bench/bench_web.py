@@ -37,7 +37,7 @@ DAY = 86400.0
 GOAL_MS = 200.0
 STATES = [("done", 0.90), ("queued", 0.05), ("failed", 0.015), ("quarantined", 0.01), ("duplicate", 0.01),
           ("missing", 0.005), ("submitted", 0.006), ("running", 0.004)]
-# The schema's indexes for status (migration 0007_status_indexes), dropped to measure what they save.
+# The schema's indexes for status (migration 0008_status_indexes), dropped to measure what they save.
 STATUS_INDEXES = ("DROP INDEX events_new_state_at;"
                   "DROP INDEX videos_updated;")
 PATH_OF_DONE = ["settling", "queued", "submitted", "running", "analyzed", "delivering", "done"]

@@ -51,6 +51,20 @@ SCHEMA = Section("dlcwatch configuration", {
                            "not changed for this many seconds.", default=30.0, minimum=0),
         "rescan_interval_s": Option("float", "Seconds between full rescans of every root; file-system "
                                     "events are only a hint, the rescan is the truth.", default=60.0, minimum=0.1),
+        "full_rescan_interval_s": Option(
+            "float", "Seconds between full rescans, which list every folder and stat every file. The "
+            "scans in between list only folders whose modification time changed (adding, removing or "
+            "renaming a file changes it), so they cost what changed, not what exists; a full rescan "
+            "catches what folder times miss: a file rewritten in place, and network file systems whose "
+            "client caches folder times (NFS: acdirmax) or that keep none (some FUSE mounts: s3fs, "
+            "rclone, gcsfuse).", default=3600.0, minimum=1.0),
+        "reads_per_filesystem": Option(
+            "int", "How many videos are read (probed and hashed) at once on one file system, outside "
+            "the main loop. Two readers are faster than eight on one NFS server.", default=2, minimum=1),
+        "read_stall_s": Option(
+            "float", "Give up reading a video (and try again this much later) when the read makes no "
+            "progress for this many seconds, e.g. on a hung NFS mount. There is no limit on how long "
+            "a read that makes progress may take.", default=300.0, minimum=1.0),
     }),
     "state": Section("The state database: the one record of every video and job.", {
         "database": Option("path", "SQLite file (created if missing). Relative paths are relative to "

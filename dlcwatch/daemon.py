@@ -14,6 +14,7 @@ import shutil
 import signal
 import time
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 from dlcwatch import delivery
 from dlcwatch.backoff import Backoff
@@ -23,7 +24,7 @@ from dlcwatch.errors import TransferError
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
 from dlcwatch.files import make_private_folder, write_json_atomic
-from dlcwatch.intake import Intake
+from dlcwatch.intake import Intake, open_for_reading
 from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, ArrayFolder, JobFolder, read_result
 from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
 from dlcwatch.packing import pack_by_frames
@@ -68,8 +69,10 @@ class Daemon:
     """Given a validated config, own the store, the intake and the executor, and run the loop."""
 
     def __init__(self, config, *, store: Store | None = None, executor: Executor | None = None,
-                 watch_events: bool = True, config_path: str | Path | None = None):
+                 watch_events: bool = True, config_path: str | Path | None = None,
+                 open_video: Callable[[str], BinaryIO] = open_for_reading):
         self.config = config
+        self.open_video = open_video  # how intake opens a video for its one full read (tests slow it down)
         self.config_path = config_path
         self.store = store or Store(config.state.database)
         # Staging holds the lab's videos and results before delivery: the service's alone.
@@ -99,7 +102,7 @@ class Daemon:
         if config.output.move_to:
             ours.append(config.output.move_to)  # delivered sources moved there are not new videos
         skip = tuple(str(Path(p).absolute()) for p in ours)
-        return Intake(config.watch, self.store, events=self.events, skip_dirs=skip)
+        return Intake(config.watch, self.store, events=self.events, skip_dirs=skip, open_video=self.open_video)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -147,6 +150,7 @@ class Daemon:
             self.sender.start()
 
     def close(self) -> None:
+        self.intake.close()
         if self.events is not None:
             self.events.stop()
         if self.sender is not None:
@@ -175,6 +179,7 @@ class Daemon:
             log.error("configuration not reloaded, keeping the running one: %s", error)
             self.systemd.ready(self._summary())
             return False
+        self.intake.close()  # reads in flight start again under the new settings
         if self.events is not None:
             self.events.stop()
         if self.sender is not None:
@@ -194,8 +199,15 @@ class Daemon:
 
     def _summary(self) -> str:
         counts = self.store.counts()
-        return ", ".join(f"{counts[state.value]} {state.value}" for state in VideoState
+        text = ", ".join(f"{counts[state.value]} {state.value}" for state in VideoState
                          if counts.get(state.value)) or "no videos yet"
+        # What `systemctl status` shows: say so when a long read is why a video is still settling.
+        reading = [read for read in self.intake.reads.in_progress() if read.total_bytes and read.done_bytes]
+        if reading:
+            read = reading[0]
+            text += f"; {read.step} {Path(read.path).name} ({100 * read.done_bytes // read.total_bytes}%)"
+            text += f" and {len(reading) - 1} more" if len(reading) > 1 else ""
+        return text
 
     def run(self, *, until_idle: bool = False, clock=time.time, sleep=time.sleep, on_tick=None) -> int:
         """Tick until asked to stop (SIGTERM, SIGINT) or, with until_idle, until nothing is pending.

@@ -14,6 +14,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from dlcwatch.reads import format_gb
 from dlcwatch.states import VIDEO_NEEDS_A_PERSON, VIDEO_PENDING, VideoState
 from dlcwatch.store import Store, Video
 
@@ -41,6 +42,9 @@ def status_data(store: Store, *, limit: int = 15, now: float | None = None) -> d
         "attention": sum(counts.get(state.value, 0) for state in VIDEO_NEEDS_A_PERSON),
         "problems": [{"name": c["name"], "message": c["message"], "for_s": round(now - c["since"], 1)}
                      for c in store.conditions()],
+        "reads": [{"video_id": read["video_id"], "path": read["path"], "step": read["step"],
+                   "done_bytes": read["done_bytes"], "total_bytes": read["total_bytes"],
+                   "for_s": round(now - read["started"], 1)} for read in store.reads()],
         "throughput": {"done_last_hour": done_hour, "done_last_day": done_day},
         "pending": pending,
         "eta_s": eta_s,
@@ -79,6 +83,8 @@ def render_status(data: dict) -> Group:
         line += f"; {data['pending']} pending" + (f", done in about {format_duration(data['eta_s'])}"
                                                   if data["eta_s"] else "")
     parts.append(Text(line))
+    for read in data.get("reads", []):
+        parts.append(Text(f"reading for {format_duration(read['for_s'])}: {describe_read(read)}"))
     if data["attention"]:
         parts.append(Text("see `dlcwatch show ID`, fix the cause, then `dlcwatch retry ID`", style="dim"))
     if data["active_jobs"]:
@@ -111,6 +117,14 @@ def show_data(store: Store, video: Video, *, now: float | None = None) -> dict:
                            "job_id": event.job_id, "message": event.message}
                           for event in store.events(video_id=video.id)]
     return details
+
+
+def describe_read(read: dict) -> str:
+    """Given a read in flight, return e.g. 'hashing big.avi, 8.1 of 20.0 GB'."""
+    name = Path(read["path"]).name
+    if read["step"].startswith("waiting"):
+        return f"{name}: {read['step']}"
+    return f"{read['step']} {name}, {format_gb(read['done_bytes'])} of {format_gb(read['total_bytes'])}"
 
 
 def format_show(store: Store, video: Video) -> str:

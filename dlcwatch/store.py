@@ -155,7 +155,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
-        "0007_status_indexes",
+        "0007_reads",
+        """
+        -- Whole-file reads (probe, sha256) the daemon has in flight, rewritten by it every tick,
+        -- so that `dlcwatch status` (another process) can say what is being read and how far.
+        CREATE TABLE reads (
+            video_id INTEGER PRIMARY KEY REFERENCES videos(id),
+            path TEXT NOT NULL,
+            step TEXT NOT NULL,             -- e.g. 'hashing', 'waiting to read'
+            done_bytes INTEGER NOT NULL,
+            total_bytes INTEGER NOT NULL,
+            started REAL NOT NULL,
+            updated REAL NOT NULL
+        );
+        """,
+    ),
+    (
+        "0008_status_indexes",
         """
         -- What status asks on every refresh: videos finished lately (throughput) and the most
         -- recently changed videos. Without these, 100,000 videos cost a scan of every event.
@@ -420,6 +436,23 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         return [Video.from_row(row) for row in self._db.execute(sql, params)]
 
+    def files_in_folder(self, folder: str) -> dict[str, tuple[int | None, int | None, VideoState]]:
+        """Given an absolute folder, return {path: (size, mtime_ns, state)} of the known videos
+        directly in it, in one query (a rescan compares these; most have not changed)."""
+        prefix = folder.rstrip("/") + "/"
+        # A range on the unique path index; '0' is the character after '/'.
+        rows = self._db.execute("SELECT path, size, mtime_ns, state FROM videos WHERE path >= ? AND path < ? "
+                                "AND instr(substr(path, ?), '/') = 0", (prefix, prefix[:-1] + "0", len(prefix) + 1))
+        return {path: (size, mtime_ns, VideoState(state)) for path, size, mtime_ns, state in rows}
+
+    def videos_under(self, folder: str, states: Iterable[VideoState]) -> list[Video]:
+        """Given an absolute folder, return the known videos anywhere below it in these states."""
+        prefix = folder.rstrip("/") + "/"
+        states = [VideoState(s).value for s in states]
+        rows = self._db.execute(f"SELECT * FROM videos WHERE path >= ? AND path < ? AND state IN "
+                                f"({','.join('?' * len(states))})", (prefix, prefix[:-1] + "0", *states))
+        return [Video.from_row(row) for row in rows]
+
     def staged_videos(self) -> list[Video]:
         """Return the videos with a copy in the cluster's scratch."""
         rows = self._db.execute("SELECT * FROM videos WHERE staged_path IS NOT NULL ORDER BY id").fetchall()
@@ -561,6 +594,24 @@ class Store:
             self._event(db, now, message, job_id=job_id, old=old.value, new=new.value)
         return self.job(job_id)
 
+
+    # ------------------------------------------------------------------ reads in flight
+
+    def set_reads(self, reads: list[dict], *, now: float | None = None) -> None:
+        """Given every read in flight (video_id, path, step, done_bytes, total_bytes, started), replace
+        what the table says."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM reads")
+            db.executemany("INSERT INTO reads (video_id, path, step, done_bytes, total_bytes, started, updated) "
+                           "VALUES (:video_id, :path, :step, :done_bytes, :total_bytes, :started, :updated)",
+                           [dict(read, updated=_now(now)) for read in reads])
+
+    def reads(self) -> list[dict]:
+        """Return the reads in flight, oldest first ([] on a database no daemon has migrated yet)."""
+        try:
+            return [dict(row) for row in self._db.execute("SELECT * FROM reads ORDER BY started, video_id")]
+        except sqlite3.OperationalError:
+            return []  # `dlcwatch status` (read-only) before the upgraded daemon first started
 
     # ------------------------------------------------------------------ conditions
 

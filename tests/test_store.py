@@ -21,10 +21,10 @@ def test_database_is_wal_with_named_migrations(store, tmp_path):
     raw = sqlite3.connect(tmp_path / "state" / "db.sqlite")
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.migrations() == ["0001_initial", "0002_notifications", "0003_conditions", "0004_video_resources",
-                                  "0005_cancel_requested", "0006_staged_path", "0007_status_indexes"]
+                                  "0005_cancel_requested", "0006_staged_path", "0007_reads", "0008_status_indexes"]
     Store(tmp_path / "state" / "db.sqlite").close()  # reopening applies nothing twice
     assert store.migrations() == ["0001_initial", "0002_notifications", "0003_conditions", "0004_video_resources",
-                                  "0005_cancel_requested", "0006_staged_path", "0007_status_indexes"]
+                                  "0005_cancel_requested", "0006_staged_path", "0007_reads", "0008_status_indexes"]
 
 
 def test_a_transition_and_its_event_are_written_together(store):
