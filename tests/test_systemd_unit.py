@@ -74,15 +74,24 @@ needs_systemd_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is No
                                            reason="systemd-analyze is not installed (apt-get install systemd)")
 
 
+def runnable_text(unit: Path) -> str:
+    """Given a unit file, return its text starting an existing binary (true) with the same arguments:
+    verify refuses a missing ExecStart binary, and /opt/dlcwatch exists only on the server."""
+    return unit.read_text().replace(f"ExecStart={EXEC} ", f"ExecStart={shutil.which('true')} ")
+
+
+def runnable_copy(unit: Path, folder: Path) -> Path:
+    """Given a unit file and a folder, write runnable_text(unit) there under the unit's name; return it."""
+    copy = folder / unit.name
+    copy.write_text(runnable_text(unit))
+    return copy
+
+
 @needs_systemd_analyze
 def test_systemd_analyze_verify(tmp_path):
-    # verify refuses a unit whose ExecStart binary is missing, and /opt/dlcwatch exists only
-    # on the server; so check a copy that starts an existing binary with the same arguments.
     # Unknown keys and bad values are mere warnings (exit code 0), hence: no output at all.
-    copy = tmp_path / "dlcwatch.service"
-    true = shutil.which("true")
-    copy.write_text(UNIT.read_text().replace(f"ExecStart={EXEC} ", f"ExecStart={true} "))
-    assert f"ExecStart={true} run --config" in copy.read_text()
+    copy = runnable_copy(UNIT, tmp_path)
+    assert f"ExecStart={shutil.which('true')} run --config" in copy.read_text()
     code, lines = verify(copy)
     assert code == 0 and lines == [], lines
 
@@ -99,8 +108,7 @@ def test_systemd_analyze_only_misses_the_binary_in_the_original(tmp_path):
 def test_verify_check_catches_mistakes(tmp_path):
     # The check above would fail on a typo: systemd-analyze prints warnings for it.
     bad = tmp_path / "dlcwatch.service"
-    bad.write_text(UNIT.read_text().replace("WatchdogSec=", "WatchdogSecs=")
-                   .replace(f"ExecStart={EXEC} ", f"ExecStart={shutil.which('true')} "))
+    bad.write_text(runnable_text(UNIT).replace("WatchdogSec=", "WatchdogSecs="))
     code, lines = verify(bad)
     assert any("WatchdogSecs" in line for line in lines), lines
 
@@ -119,16 +127,14 @@ def security_score(path: Path) -> float:
 
 @needs_systemd_analyze
 def test_security_exposure_is_at_most_3_5(tmp_path):
-    copy = tmp_path / "dlcwatch.service"
-    copy.write_text(UNIT.read_text().replace(f"ExecStart={EXEC} ", f"ExecStart={shutil.which('true')} "))
-    assert security_score(copy) <= MAX_EXPOSURE
+    assert security_score(runnable_copy(UNIT, tmp_path)) <= MAX_EXPOSURE
 
 
 @needs_systemd_analyze
 def test_security_score_notices_a_weaker_unit(tmp_path):
     # The score above could not fail if the parsing were wrong: the same unit without its
     # hardening block must score well above the limit.
-    text = UNIT.read_text().replace(f"ExecStart={EXEC} ", f"ExecStart={shutil.which('true')} ")
+    text = runnable_text(UNIT)
     weak = "\n".join(line for line in text.splitlines()
                      if not line.startswith(("CapabilityBoundingSet", "SystemCall", "Protect", "Restrict",
                                              "Private", "Device", "LockPersonality", "RemoveIPC")))
@@ -169,10 +175,8 @@ def test_web_unit_reads_only_and_follows_the_daemon():
 
 @needs_systemd_analyze
 def test_systemd_analyze_verify_web_unit(tmp_path):
-    copy = tmp_path / "dlcwatch-web.service"
-    true = shutil.which("true")
-    copy.write_text(WEB_UNIT.read_text().replace(f"ExecStart={EXEC} ", f"ExecStart={true} "))
-    assert f"ExecStart={true} web --config" in copy.read_text()
+    copy = runnable_copy(WEB_UNIT, tmp_path)
+    assert f"ExecStart={shutil.which('true')} web --config" in copy.read_text()
     code, lines = verify(copy)
     assert code == 0 and lines == [], lines
     assert security_score(copy) <= 2.0
