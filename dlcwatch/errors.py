@@ -37,6 +37,14 @@ class SshUnreachable(TransferError):
     """ssh itself failed (host down, login refused): nothing ran on the far side."""
 
 
+class ProbeError(DlcwatchError):
+    """ffprobe could not read the file as a video. The message says why, for a person."""
+
+
+class ProbeUnavailableError(DlcwatchError):
+    """ffprobe itself is missing or hung: nothing is known about the file."""
+
+
 class OutputsGone(DlcwatchError):
     """The job's outputs are no longer in staging: the video must be analyzed again."""
 

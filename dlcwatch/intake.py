@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import tempfile
-import time
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
@@ -25,6 +22,7 @@ from dlcwatch.discovery import FileSeen, TreeScanner, is_candidate, should_poll
 from dlcwatch.probe import (ProbeError, ProbeUnavailableError, VideoInfo, counted_frames, pipe_count_command,
                             probe_header, probe_video)
 from dlcwatch.reads import Read, ReadCancelled, ReadPool, ReadStalled
+from dlcwatch.run import run
 from dlcwatch.states import VideoState
 from dlcwatch.store import Store, Video
 from dlcwatch.watcher import FileEvents
@@ -78,43 +76,24 @@ def examine(read: Read, open_video: Callable[[str], BinaryIO] = open_for_reading
 
 def _hash_and_count(read: Read, open_video) -> tuple[str, int | None]:
     """Hash the file while ffprobe counts the packets of the same bytes; return (sha256, frames or
-    None if ffprobe could not count them from a stream)."""
-    with tempfile.TemporaryFile() as output:
-        counter = subprocess.Popen(pipe_count_command(), stdin=subprocess.PIPE, stdout=output,
-                                   stderr=subprocess.DEVNULL)
-        feeding = True
+    None if ffprobe could not count them from a stream: then they are counted from the file)."""
+    hashed = {}
 
-        def feed(chunk: bytes, done: int) -> None:
-            nonlocal feeding
-            if feeding:
-                try:
-                    counter.stdin.write(chunk)
-                except (BrokenPipeError, ValueError):
-                    feeding = False  # ffprobe gave up on the stream: it is counted from the file instead
+    def feed(write: Callable[[bytes], None]) -> None:
+        def each_chunk(chunk: bytes, done: int) -> None:
+            write(chunk)
             read.advance(done_bytes=done)
 
-        try:
-            with open_video(read.path) as stream:
-                sha256 = sha256_stream(stream, feed)
-            try:
-                counter.stdin.close()
-            except BrokenPipeError:
-                pass
-            while counter.poll() is None:  # ffprobe finishes parsing what it was fed
-                read.advance()
-                time.sleep(0.05)
-        finally:
-            if counter.returncode is None:
-                counter.kill()
-                counter.wait()
-        output.seek(0)
-        text = output.read().decode("utf-8", "replace")
-    if counter.returncode != 0:
-        return sha256, None
+        with open_video(read.path) as stream:
+            hashed["sha256"] = sha256_stream(stream, each_chunk)
+
+    result = run(pipe_count_command(), None, feed=feed, watch=lambda pid: read.advance())
+    if not result.ok:
+        return hashed["sha256"], None
     try:
-        return sha256, counted_frames(text)
+        return hashed["sha256"], counted_frames(result.stdout)
     except ProbeError:
-        return sha256, None
+        return hashed["sha256"], None
 
 
 class Intake:

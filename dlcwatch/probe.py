@@ -13,13 +13,13 @@ same read (intake.py), so each video is read once either way.
 from __future__ import annotations
 
 import json
-import subprocess
-import tempfile
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
+
+from dlcwatch.errors import ProbeError, ProbeUnavailableError
+from dlcwatch.run import CommandResult, run
 
 # Containers whose frame count in the header is exact (ffprobe's format_name lists these names).
 EXACT_FRAME_COUNT_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "avi"})
@@ -33,14 +33,6 @@ class VideoInfo:
     codec: str
     width: int
     height: int
-
-
-class ProbeError(Exception):
-    """ffprobe could not read the file as a video. The message says why, for a person."""
-
-
-class ProbeUnavailableError(Exception):
-    """ffprobe itself is missing or hung: nothing is known about the file."""
 
 
 def probe_command(path: Path) -> list[str]:
@@ -130,31 +122,13 @@ def run_watched(argv: list[str], progress: Callable[[int], None] | None = None, 
     """Given an argv, run it and return its stdout. While it runs, call progress(bytes it has read)
     every 0.2 s; an exception from progress (the read was given up) kills it and propagates.
     Raise ProbeError if it fails, ProbeUnavailableError if it is missing or passes timeout_s."""
-    started = time.monotonic()
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        try:
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
-        except FileNotFoundError as error:
-            raise ProbeUnavailableError(f"{argv[0]} is not installed (apt-get install ffmpeg)") from error
-        try:
-            while True:
-                try:
-                    process.wait(timeout=0.2)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                if progress is not None:
-                    progress(bytes_read(process.pid))
-                if timeout_s is not None and time.monotonic() - started > timeout_s:
-                    raise ProbeUnavailableError(f"{argv[0]} did not finish within {timeout_s:.0f} s "
-                                                "(is the file system hanging?)")
-        finally:
-            if process.returncode is None:
-                process.kill()
-                # A process stuck in a hung NFS read dies only when the read returns: do not wait.
-        stdout.seek(0)
-        stderr.seek(0)
-        return _result(argv, process.returncode, stdout.read(), stderr.read(), what)
+    watch = (lambda pid: progress(bytes_read(pid))) if progress is not None else None
+    result = run(argv, timeout_s, watch=watch)
+    if result.not_found:
+        raise ProbeUnavailableError(f"{argv[0]} is not installed (apt-get install ffmpeg)")
+    if result.timed_out:
+        raise ProbeUnavailableError(f"{argv[0]} did not finish within {timeout_s:.0f} s (is the file system hanging?)")
+    return _result(argv, result, what)
 
 
 def bytes_read(pid: int) -> int:
@@ -169,16 +143,16 @@ def bytes_read(pid: int) -> int:
     return 0
 
 
-def _result(argv: list[str], returncode: int, stdout: bytes, stderr: bytes, what: str = "ffprobe") -> str:
+def _result(argv: list[str], result: CommandResult, what: str = "ffprobe") -> str:
     """Given how a probe ended, return its stdout. Raise ProbeError naming what it said."""
-    if returncode != 0:
-        message = stderr.decode("utf-8", "replace").strip().splitlines()
+    if not result.ok:
+        message = result.stderr.strip().splitlines()
         # ffprobe prefixes lines with the file name; the last line is the useful one.
-        detail = message[-1] if message else f"exit code {returncode}"
+        detail = message[-1] if message else f"exit code {result.code}"
         path = argv[-1] if what == "ffprobe" else argv[argv.index("-i") + 1]
         detail = detail.replace(f"{path}: ", "")
         raise ProbeError(f"not a readable video ({what} says: {detail})")
-    return stdout.decode("utf-8", "replace")
+    return result.stdout
 
 
 def _int(value) -> int | None:
