@@ -99,7 +99,7 @@ class Daemon:
 
     def _make_staging(self, config) -> ClusterStaging:
         return ClusterStaging(self.store, self.executor.files, config.executor.slurm.scratch_quota_gb,
-                              alive=self.systemd.watchdog)
+                              per_filesystem=config.watch.reads_per_filesystem, stall_s=config.watch.read_stall_s)
 
     def _make_intake(self, config) -> Intake:
         self.events = FileEvents() if self.watch_events else None
@@ -157,6 +157,7 @@ class Daemon:
     def close(self) -> None:
         self.intake.close()
         self.deliveries.stop()  # a copy cut short is completed in place by the next start
+        self.staging.close()
         if self.events is not None:
             self.events.stop()
         if self.sender is not None:
@@ -196,6 +197,7 @@ class Daemon:
         self.intake = self._make_intake(new)
         self.executor.reconfigure(new)
         self.executor.files.forget_model()
+        self.staging.close()
         self.staging = self._make_staging(new)
         self._start_watching()
         self._start_sender()
