@@ -130,6 +130,10 @@ SCHEMA = Section("dlcwatch configuration", {
                        "a SLURM cluster with sbatch.", default="local", choices=("local", "slurm")),
         "videos_per_job": Option("int", "Videos analyzed by one job, so the model loads once for "
                                  "several videos.", default=4, minimum=1),
+        "gather_s": Option("float", "While more videos are still being checked (a batch of recordings "
+                           "copied in at once), wait up to this long for them before submitting, so that "
+                           "videos arriving together share full jobs and one job array.", default=60.0,
+                           minimum=0),
         "max_attempts": Option("int", "Attempts per video before it is marked failed for a person to "
                                "look at.", default=3, minimum=1),
         "retry_backoff_s": Option("float", "Wait before a failed video is tried again; doubles with "

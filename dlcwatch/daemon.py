@@ -320,6 +320,8 @@ class Daemon:
         if slots <= 0:
             return
         ready = [video for video in self.store.videos([S.QUEUED]) if not video.not_before or video.not_before <= now]
+        if self._gathering(ready, now):
+            return
         groups: dict[str, list[Video]] = {}
         for video in ready:
             groups.setdefault(json.dumps(video.resources, sort_keys=True), []).append(video)
@@ -344,6 +346,14 @@ class Daemon:
             slots -= len(staged)
             if slots <= 0 or len(staged) < len(batches):
                 return
+
+    def _gathering(self, ready: list[Video], now: float) -> bool:
+        """Return True to hold queued videos back a while: more are still being checked (read outside
+        the loop, one by one) and none has waited executor.gather_s, so that videos that arrived
+        together go together, in full jobs and one job array."""
+        if not ready or not self.store.counts().get(S.SETTLING.value):
+            return False
+        return now - min(video.updated for video in ready) < self.config.executor.gather_s
 
     def _submit_job(self, videos: list[Video], now: float) -> bool:
         resources = self.executor.choose_resources(videos[0].resources)
