@@ -54,6 +54,9 @@ def assert_delivered(folder: Path, results: Path, source: Path, relpath: str):
     keypoints = pd.read_hdf(folder / manifest["outputs"]["keypoints_h5"]["file"])
     assert len(keypoints) == manifest["source"]["frames"]
     assert manifest["model"]["engine"] == "pytorch" and manifest["model"]["deeplabcut_version"] == "3.0.2"
+    # What DeepLabCut's own tools need beside the table, and a labeled clip (model.labeled_video: clip).
+    assert manifest["outputs"]["dlc_meta"]["file"].endswith("_meta.pickle")
+    assert manifest["outputs"]["labeled_video"]["file"].endswith("_labeled_clip.mp4")
     return manifest
 
 
