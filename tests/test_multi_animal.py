@@ -99,11 +99,13 @@ def test_tables_open_with_movement(run):
             assert list(poses.keypoints.values) == list(tinymadlc.BODYPARTS)
     folder, manifest = delivered(run, "two mice.mp4")
     poses = load_poses.from_dlc_file(output(folder, manifest, "keypoints_h5"), fps=30)
-    # The model tracks: each animal's nose within a few pixels of where it was drawn, identities kept.
+    # The model tracks: each track's nose within a few pixels of one drawn animal's, all along (the
+    # tracker names tracks in its own order: without identity training, mouse1 may be the other one).
     nose = poses.position.sel(keypoints="nose").values  # time, space, individuals
     truth = np.array([[tinymadlc.truth(frame, 128, 1.3)[individual]["nose"] for individual in tinymadlc.INDIVIDUALS]
                       for frame in range(120)]).transpose(0, 2, 1)
-    assert np.nanmedian(np.abs(nose - truth)) < 4
+    error = min((np.abs(nose - truth[:, :, order]).max(axis=1) for order in ([0, 1], [1, 0])), key=np.median)
+    assert np.median(error) < 4 and np.percentile(error, 95) < 8
 
 
 def test_deeplabcut_pickles_are_delivered_with_checksums(run):
@@ -188,6 +190,17 @@ def test_behavior_train_reads_each_delivered_video_once_with_no_fps(run, tmp_pat
     assert completed.returncode == 0, said[-3000:]
     sidecar = json.loads((tmp_path / "mice.json").read_text())
     assert sorted(Path(p).parent.name for p in sidecar["training_files"]) == sorted(Path(n).stem for n in FRAMES)
+
+    # Labels per animal, again with no --fps: one block of rows per animal, a band per animal.
+    folder, manifest = delivered(run, "they leave.mp4")
+    table = output(folder, manifest, "keypoints_filtered_h5")
+    completed = cli("behavior", "predict", str(table), "--model", str(tmp_path / "mice.joblib"), "--out", str(tmp_path))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    labels = pd.read_csv(tmp_path / f"{table.stem}_behavior.csv")
+    assert list(labels.columns[:2]) == ["individual", "frame"]
+    assert labels.groupby("individual").size().to_dict() == {"mouse1": 120, "mouse2": 120}
+    assert labels["time"].iloc[30] == pytest.approx(1.0)  # 30 fps, from the manifest
+    assert (tmp_path / f"{table.stem}_ethogram.png").is_file()
 
 
 def test_a_job_environment_with_the_broken_filterpy_is_refused_before_any_analysis(tiny_ma_model, tmp_path):
