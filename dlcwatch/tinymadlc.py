@@ -169,10 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=25, help="training epochs (default 25)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a busy 2-core machine 2 threads trained 16x slower)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the initial weights and training")
     args = parser.parse_args(argv)
+    import random
+
     import torch
 
     torch.set_num_threads(args.threads)
+    # The same model from one run to the next on one machine: tests compare tracking results.
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
     config = build_tiny_multi_animal_project(args.folder, epochs=args.epochs)
     print(config)
     return 0

@@ -237,3 +237,32 @@ def test_a_job_environment_with_the_broken_filterpy_is_refused_before_any_analys
     message = read_json(work / "result.json")["videos"]["1"]["message"]
     assert "filterpy 2.0.0" in message and "pip install filterpy==1.4.5" in message
     assert "analyzing" not in completed.stderr  # refused up front, no analysis wasted
+
+
+def test_tracker_and_untracked_settings_reach_deeplabcut(tiny_ma_model, tmp_path):
+    """model.multi_animal: the box tracker for two animals gives box-tracker files; auto_track off gives
+    DeepLabCut's untracked detections table (one row per frame) and nothing filtered or drawn."""
+    video = tinymadlc.write_video(tmp_path / "mice.mp4", frames=60, phase=0.4)
+    results = {}
+    for name, settings in (("box", {"auto_track": True, "tracker": "box", "animals": 2}),
+                           ("untracked", {"auto_track": False, "tracker": "project", "animals": 0})):
+        work = tmp_path / name
+        spec = {"version": 1, "job_id": 1, "work_dir": str(work), "result": str(work / "result.json"),
+                "model": {"config": str(tiny_ma_model), "shuffle": 1, "trainingsetindex": 0, "batch_size": 8,
+                          "device": "cpu", "multi_animal": settings, "labeled_video": {"mode": "clip", "clip_s": 1}},
+                "filter": {"enabled": True, "type": "median", "window_length": 5},
+                "videos": [{"id": 1, "path": str(video), "frames": 60, "fps": 30.0}]}
+        (tmp_path / f"{name}.json").write_text(json.dumps(spec))
+        completed = subprocess.run([sys.executable, "-m", "dlcwatch.worker", str(tmp_path / f"{name}.json")],
+                                   capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        results[name] = read_json(work / "result.json")["videos"]["1"]
+    box = results["box"]
+    assert box["status"] == "ok" and box["tracking"]["frames"] == 60 and box["tracking"]["frames_tracked"] >= 20
+    assert box["outputs"]["keypoints_h5"].endswith("_bx.h5") and box["outputs"]["dlc_tracklets"].endswith("_bx.pickle")
+    assert box["outputs"]["keypoints_filtered_h5"].endswith("_bx_filtered.h5") and "labeled_video" in box["outputs"]
+    untracked = results["untracked"]
+    assert untracked["status"] == "ok" and untracked["tracking"] == {"frames": 60, "auto_track": False}
+    table = pd.read_hdf(untracked["outputs"]["keypoints_h5"], key="df_with_missing")
+    assert len(table) == 60 and "individuals" in table.columns.names
+    assert not {"keypoints_filtered_h5", "labeled_video", "dlc_tracklets"} & set(untracked["outputs"])
