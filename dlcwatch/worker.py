@@ -231,6 +231,7 @@ def _labeled_video(deeplabcut, model: analysis.Model, staged: Path, output: Path
     """Make the labeled video; a failure here is recorded and costs the labeled video, never the keypoints."""
     labeled = settings.get("labeled_video") or {}
     table = outputs.get("keypoints_filtered_h5", outputs["keypoints_h5"])
+    started = time.monotonic()
     try:
         path, shown = analysis.make_labeled_video(deeplabcut, model, staged, output, table, labeled.get("mode", "clip"),
                                                   float(labeled.get("clip_s", 10.0)), video.get("fps"))
@@ -238,7 +239,7 @@ def _labeled_video(deeplabcut, model: analysis.Model, staged: Path, output: Path
         log.warning("video %s: no labeled video:\n%s", video["id"], traceback.format_exc())
         entry["labeled_video_error"] = f"{type(error).__name__}: {error}"
         return {}
-    entry["labeled_video"] = shown
+    entry["labeled_video"] = {**shown, "made_in_s": analysis.elapsed(started)}
     return {"labeled_video": path}
 
 

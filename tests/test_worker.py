@@ -52,7 +52,7 @@ def test_worker_analyzes_checks_frames_and_reports_each_video(tiny_model, tmp_pa
     assert set(first["outputs"]) == {"keypoints_h5", "keypoints_csv", "keypoints_filtered_h5",
                                      "keypoints_filtered_csv", "qc_png", "dlc_meta", "labeled_video"}
     assert first["outputs"]["dlc_meta"].endswith("_meta.pickle")
-    assert first["labeled_video"] == {"mode": "full"} and first["outputs"]["labeled_video"].endswith("_labeled.mp4")
+    assert first["labeled_video"]["mode"] == "full" and first["outputs"]["labeled_video"].endswith("_labeled.mp4")
     capture = cv2.VideoCapture(first["outputs"]["labeled_video"])
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 40
     capture.release()
