@@ -35,8 +35,9 @@ import yaml
 
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
-from dlcwatch.executors.slurm import SlurmExecutor, run_command
+from dlcwatch.executors.slurm import SlurmExecutor
 from dlcwatch.executors.slurm_states import SQUEUE_FORMAT
+from dlcwatch.run import CommandResult, run
 from dlcwatch.states import JobState, VideoState
 from dlcwatch.store import Store
 
@@ -67,12 +68,12 @@ class RecordedSlurm:
         self.calls[argv[0]] += 1
         if argv[0] == "squeue":
             self.squeue_argv = list(argv)
-            return 0, self._squeue(argv), ""
+            return CommandResult(0, self._squeue(argv))
         if argv[0] == "scontrol":
-            return 0, SCONTROL_CONFIG, ""
+            return CommandResult(0, SCONTROL_CONFIG)
         if argv[0] == "sacct":
-            return 0, "", ""
-        return 127, "", f"{argv[0]}: not recorded"
+            return CommandResult(0)
+        return CommandResult(127, stderr=f"{argv[0]}: not recorded", not_found=True)
 
     def _squeue(self, argv) -> str:
         """Answer `squeue --jobs=A,B,…`: a job or task id gets its own line, an array id the lines
@@ -242,7 +243,7 @@ def real_slurm(samples: int) -> dict:
         config = load_config(write_lab(lab, python=str(python), cpus=1, gpus=0, mem_gb=0, time_limit_min=5,
                                        poll_interval_s=1.0))  # the least allowed
         store = Store(config.state.database)
-        runner = lambda argv, timeout: run_command(argv, timeout, env=slurm_env)  # noqa: E731
+        runner = lambda argv, timeout: run(argv, timeout, env=slurm_env)  # noqa: E731
         daemon = Daemon(config, store=store, executor=SlurmExecutor(config.executor.slurm, runner=runner),
                         watch_events=False)
         # One real squeue call (an idle controller): wall time, and CPU of the command itself.
@@ -250,7 +251,7 @@ def real_slurm(samples: int) -> dict:
         calls = 20
         t0, c0, k0 = time.monotonic(), time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
         for _ in range(calls):
-            run_command(squeue, 10, env=slurm_env)
+            run(squeue, 10, env=slurm_env)
         k1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         squeue_cpu = (time.process_time() - c0 + k1.ru_utime + k1.ru_stime - k0.ru_utime - k0.ru_stime) / calls
         squeue_wall = (time.monotonic() - t0) / calls

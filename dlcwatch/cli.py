@@ -16,7 +16,7 @@ import dlcwatch
 from dlcwatch.config import CONFIG_ENV, ConfigError, example_yaml, find_config_path, load_config
 from dlcwatch.states import VIDEO_RETRYABLE, VideoState
 from dlcwatch.store import Store, StoreError, Video
-from dlcwatch.status import format_show, render_status, status_data
+from dlcwatch.status import format_show, render_status, show_data, status_data
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dlcwatch",
         description="Watch folders for behavior videos, analyze them with DeepLabCut, deliver the results.")
     parser.add_argument("--version", action="version", version=f"dlcwatch {dlcwatch.__version__}")
+    # Accepted before the command too (`dlcwatch --config FILE status`), as people type it.
+    parser.add_argument("--config", dest="global_config", metavar="PATH",
+                        help=f"configuration file, before or after the command (default: ${CONFIG_ENV})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     with_config = argparse.ArgumentParser(add_help=False)
     with_config.add_argument("--config", metavar="PATH",
@@ -49,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", parents=[with_config], help="show one video's history",
                                description="Show a video's details and every event that happened to it.")
     show.add_argument("video", help="video id, path, or part of its file name")
+    show.add_argument("--json", action="store_true", help="print machine-readable JSON")
     show.set_defaults(func=command_show)
 
     retry = commands.add_parser("retry", parents=[with_config], help="analyze failed or quarantined videos again",
@@ -88,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--videos", type=int, default=3, metavar="N", help="synthetic videos to make (default 3)")
     demo.set_defaults(func=command_demo)
 
+    web = commands.add_parser("web", parents=[with_config], help="serve the read-only web page",
+                              description="Serve a read-only web page of the pipeline (overview, videos, "
+                                          "jobs, QC pictures) for people without a shell on this machine. "
+                                          "Needs the web extra: pip install 'dlcwatch[web]'.")
+    web.add_argument("--listen", metavar="HOST:PORT",
+                     help="address to serve on (default: web.listen, 127.0.0.1:8080); any other than "
+                          "loopback needs web.token or DLCWATCH_WEB_TOKEN")
+    web.set_defaults(func=command_web)
+
     from dlcwatch.behavior.cli import register as register_behavior
 
     register_behavior(commands)
@@ -97,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "config", None) is None:
+        args.config = args.global_config
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
@@ -175,6 +190,9 @@ def command_show(args) -> int:
     video = _find_one(store, args.video)
     if video is None:
         return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(show_data(store, video), indent=2, ensure_ascii=False))
+        return 0
     print(format_show(store, video))
     return 0
 
@@ -247,6 +265,22 @@ def command_config_validate(args) -> int:
 def command_config_example(args) -> int:
     sys.stdout.write(example_yaml())
     return 0
+
+
+def command_web(args) -> int:
+    from dlcwatch.web.access import check_access, parse_listen, web_token
+
+    config = load_config(find_config_path(args.config), check_paths=False)
+    host, port = parse_listen(args.listen or config.web.listen)
+    check_access(host, web_token(config))
+    try:
+        from dlcwatch.web.server import serve
+    except ImportError as error:
+        print(f"dlcwatch: `dlcwatch web` needs the web extra ({error.name} is missing): "
+              "pip install 'dlcwatch[web]'", file=sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(config.daemon.log_level)
+    return serve(config, host, port)
 
 
 def command_demo(args) -> int:

@@ -16,9 +16,9 @@ import posixpath
 import shlex
 from pathlib import Path
 
+from dlcwatch.errors import TransferError
 from dlcwatch.jobspec import staged_name
 from dlcwatch.ssh import SshHost, check_output
-from dlcwatch.transfer import TransferError
 
 PARTIAL_DIR = ".partial"  # inside videos/: an interrupted copy waits here and is resumed
 # Large parts of a DeepLabCut project that analysis never reads.

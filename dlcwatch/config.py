@@ -8,61 +8,21 @@ so the documentation of an option cannot drift from the code that reads it.
 from __future__ import annotations
 
 import difflib
+import grp
 import os
+import pwd
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from dlcwatch.remote import parse_remote
+from dlcwatch.errors import ConfigError
+from dlcwatch.executors.slurm_schema import SLURM_SECTION
+from dlcwatch.schema import ListOf, Option, Section, parse_remote, ssh_section
 
 CONFIG_ENV = "DLCWATCH_CONFIG"
 
-
-@dataclass(frozen=True)
-class Option:
-    """One leaf of the schema."""
-
-    kind: str  # str | int | float | bool | path | strings | choice
-    help: str
-    default: Any = None
-    example: Any = None
-    required: bool = False
-    choices: tuple = ()
-    minimum: float | None = None
-    secret: bool = False  # never echoed back in an error message
-
-
-@dataclass(frozen=True)
-class Section:
-    help: str
-    options: dict[str, "Option | Section | ListOf"]
-
-
-@dataclass(frozen=True)
-class ListOf:
-    """A list of sections, e.g. several watch roots."""
-
-    help: str
-    item: Section
-    min_items: int = 0
-    example: list = field(default_factory=list)
-
-
-def ssh_section(help: str) -> Section:
-    """Given what the connection is for, return the section of how to log in over ssh."""
-    return Section(help, {
-        "identity_file": Option("path", "Private key to log in with (the daemon runs unattended, so no "
-                                "passphrase); empty: ssh's default.", default=""),
-        "port": Option("int", "ssh port.", default=22, minimum=1),
-        "options": Option("strings", "Extra ssh -o options.", default=[], example=["ServerAliveInterval=30"]),
-    })
-
-
-# The executor sections need Option and Section, defined above.
-from dlcwatch.executors.slurm_schema import SLURM_SECTION  # noqa: E402
 
 VIDEO_PATTERNS = ["*.mp4", "*.avi", "*.mov", "*.mkv", "*.mpg", "*.mpeg", "*.m4v", "*.wmv"]
 
@@ -91,6 +51,20 @@ SCHEMA = Section("dlcwatch configuration", {
                            "not changed for this many seconds.", default=30.0, minimum=0),
         "rescan_interval_s": Option("float", "Seconds between full rescans of every root; file-system "
                                     "events are only a hint, the rescan is the truth.", default=60.0, minimum=0.1),
+        "full_rescan_interval_s": Option(
+            "float", "Seconds between full rescans, which list every folder and stat every file. The "
+            "scans in between list only folders whose modification time changed (adding, removing or "
+            "renaming a file changes it), so they cost what changed, not what exists; a full rescan "
+            "catches what folder times miss: a file rewritten in place, and network file systems whose "
+            "client caches folder times (NFS: acdirmax) or that keep none (some FUSE mounts: s3fs, "
+            "rclone, gcsfuse).", default=3600.0, minimum=1.0),
+        "reads_per_filesystem": Option(
+            "int", "How many videos are read (probed and hashed) at once on one file system, outside "
+            "the main loop. Two readers are faster than eight on one NFS server.", default=2, minimum=1),
+        "read_stall_s": Option(
+            "float", "Give up reading a video (and try again this much later) when the read makes no "
+            "progress for this many seconds, e.g. on a hung NFS mount. There is no limit on how long "
+            "a read that makes progress may take.", default=300.0, minimum=1.0),
     }),
     "state": Section("The state database: the one record of every video and job.", {
         "database": Option("path", "SQLite file (created if missing). Relative paths are relative to "
@@ -107,6 +81,18 @@ SCHEMA = Section("dlcwatch configuration", {
                                  "(same relative path). A video whose content changed since it was "
                                  "fingerprinted is always kept.", default="keep", choices=("keep", "delete", "move")),
         "move_to": Option("path", "Folder for after_delivery: move.", default="", example="/data/behavior/analyzed"),
+        "retry_max_s": Option("float", "While the destination cannot be reached or is full, results wait in "
+                              "staging and delivery is tried again after executor.retry_backoff_s, doubling up "
+                              "to this many seconds.", default=3600.0, minimum=0),
+        "group": Option("str", "Group that delivered results and their folders belong to (the service user "
+                        "must be a member); folders are made setgid so files added later inherit it. Empty: "
+                        "the service user's group. E.g. smithlab.", default=""),
+        "file_mode": Option("mode", "Mode of delivered files, in octal. Empty: 0666 less the service's umask "
+                            "(0640 under the unit's UMask=0027). Never writable by others.", default="",
+                            example="0640"),
+        "dir_mode": Option("mode", "Mode of the result folders dlcwatch creates, in octal. Empty: 0777 less "
+                           "the umask (0750 under UMask=0027); setgid is added when group is set.", default="",
+                           example="0750"),
     }),
     "staging": Section("Scratch space for jobs: specs, logs and outputs before delivery.", {
         "dir": Option("path", "Scratch folder (created if missing).", default="staging",
@@ -161,7 +147,10 @@ SCHEMA = Section("dlcwatch configuration", {
         "max_attempts": Option("int", "Attempts per video before it is marked failed for a person to "
                                "look at.", default=3, minimum=1),
         "retry_backoff_s": Option("float", "Wait before a failed video is tried again; doubles with "
-                                  "each attempt.", default=60.0, minimum=0),
+                                  "each attempt. Deliveries to a destination that is away wait the same, "
+                                  "doubling too.", default=60.0, minimum=0),
+        "retry_backoff_max_s": Option("float", "The longest wait before a failed video is tried again.",
+                                      default=3600.0, minimum=0),
         "local": Section("The local executor.", {
             "max_parallel": Option("int", "Jobs running at once.", default=1, minimum=1),
             "python": Option("path", "Python interpreter of the environment that has DeepLabCut; empty "
@@ -177,7 +166,9 @@ SCHEMA = Section("dlcwatch configuration", {
                                  "in flight; a message goes out at the latest this long after the first "
                                  "unreported video finished.", default=3600.0, minimum=0),
         "retry_interval_s": Option("float", "Wait before sending a failed notification again; doubles "
-                                   "with each try, up to six hours.", default=300.0, minimum=1),
+                                   "with each try, up to retry_max_s.", default=300.0, minimum=1),
+        "retry_max_s": Option("float", "The longest wait before a failed notification is sent again.",
+                              default=21600.0, minimum=1),
         "daily_digest_at": Option("str", "Local time (HH:MM) of a daily summary of the last 24 hours; "
                                   "empty: none.", default="", example="08:30"),
         "alert_after_s": Option("float", "Alert when a problem that stops the pipeline (destination "
@@ -213,17 +204,17 @@ SCHEMA = Section("dlcwatch configuration", {
         "log_level": Option("choice", "Log verbosity.", default="info",
                             choices=("debug", "info", "warning", "error")),
     }),
+    "web": Section("The read-only web page (`dlcwatch web`, a process of its own beside the daemon).", {
+        "listen": Option("str", "Address and port to serve on (HOST:PORT). Any address but loopback "
+                         "(127.0.0.1, ::1, localhost) needs a token; or keep 127.0.0.1 and put the page "
+                         "behind the lab's reverse proxy.", default="127.0.0.1:8080"),
+        "token": Option("str", "Shared secret (at least 16 characters) a browser gives once on the "
+                        "page's login form; better left empty and given in the environment variable "
+                        "named by token_env.", default="", secret=True),
+        "token_env": Option("str", "Environment variable holding the token.", default="DLCWATCH_WEB_TOKEN"),
+        "refresh_s": Option("float", "Pages reload themselves this often (seconds).", default=5.0, minimum=1),
+    }),
 })
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; `problems` lists every problem found."""
-
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        listed = "\n".join(f"  - {problem}" for problem in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s) in the configuration:\n{listed}")
 
 
 class Node(dict):
@@ -265,6 +256,7 @@ def validate(data: Any, *, base_dir: Path, source: str = "config", check_paths: 
     config = _validate_section(SCHEMA, data, "", base_dir, problems)
     if check_paths:
         _check_paths(config, problems)
+        _check_output_group(config, problems)
     _check_notify(config, problems)
     _check_cluster(config, problems)
     if problems:
@@ -315,6 +307,8 @@ def _validate_option(spec: Option, value: Any, given: bool, where: str, base_dir
             problems.append(f"{where}: required: {spec.help}{example}")
             return None
         value = spec.default
+        if spec.kind == "mode":
+            return None
         if spec.kind == "path" and value:
             return str((base_dir / Path(value).expanduser()).absolute())
         return list(value) if isinstance(value, list) else value
@@ -331,6 +325,8 @@ def _validate_option(spec: Option, value: Any, given: bool, where: str, base_dir
         if spec.minimum is not None and value < spec.minimum:
             problems.append(f"{where}: must be at least {spec.minimum}, got {value}")
         return float(value) if kind == "float" else value
+    if kind == "mode":
+        return _validate_mode(value, where, problems)
     if kind == "strings":
         if isinstance(value, str):
             value = [value]
@@ -349,6 +345,44 @@ def _validate_option(spec: Option, value: Any, given: bool, where: str, base_dir
             return value
         return str((base_dir / Path(value).expanduser()).absolute())
     return value
+
+
+def _validate_mode(value: Any, where: str, problems: list[str]) -> int | None:
+    """Given a file mode as written in YAML ('0640', or 0640 which YAML reads as octal), return it or None."""
+    if value in ("", None):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str) and value.strip().isdigit() and set(value.strip()) <= set("01234567"):
+        mode = int(value.strip(), 8)
+    else:
+        problems.append(f"{where}: expected an octal mode such as '0640' (quoted), got {_describe(value)}")
+        return None
+    folder = where.endswith("dir_mode")
+    needed = 0o700 if folder else 0o600
+    if mode & ~0o7777 or mode & needed != needed:
+        problems.append(f"{where}: {mode:04o} must let the service itself {'enter and ' if folder else ''}read and "
+                        f"write what it delivers (at least {needed:04o})")
+    if mode & 0o002:
+        problems.append(f"{where}: {mode:04o} would let anybody on the machine change the results; use "
+                        f"{mode & ~0o002:04o} (the group can be given write access instead)")
+    return mode
+
+
+def _check_output_group(config: Node, problems: list[str]) -> None:
+    """A local output group must exist here and have the service user as a member (a remote one is checked there)."""
+    group = config.output.group
+    if not isinstance(group, str) or not group or parse_remote(str(config.output.root)):
+        return
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        problems.append(f"output.group: there is no group '{group}' on this machine")
+        return
+    if os.geteuid() != 0 and gid not in os.getgroups():
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        problems.append(f"output.group: {user} is not a member of '{group}', so it cannot give results to it: "
+                        f"`sudo usermod -aG {group} {user}`, then restart dlcwatch")
 
 
 def _check_paths(config: Node, problems: list[str]) -> None:
@@ -370,6 +404,9 @@ def _check_paths(config: Node, problems: list[str]) -> None:
     if config.executor.kind == "slurm" and not config.executor.slurm.host and shutil.which("sbatch") is None:
         problems.append("executor.kind: 'slurm' needs the SLURM client tools (sbatch, squeue) on this machine, "
                         "or executor.slurm.host to run them on the cluster's login node over ssh")
+    if shutil.which("ffprobe") is None:
+        problems.append("ffprobe is not installed: dlcwatch checks every video with it. Install ffmpeg "
+                        "(`sudo apt-get install ffmpeg` on Debian/Ubuntu)")
     python = config.executor.local.python
     if isinstance(python, str) and python and not os.access(python, os.X_OK):
         problems.append(f"executor.local.python: {python} is not an executable")

@@ -14,29 +14,32 @@ import shutil
 import signal
 import time
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 from dlcwatch import delivery
+from dlcwatch.backoff import Backoff
 from dlcwatch.cluster_staging import ClusterStaging
 from dlcwatch.config import ConfigError, load_config
+from dlcwatch.errors import TransferError
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
-from dlcwatch.intake import Intake
-from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, NO_ANIMAL, OK, SPEC_VERSION, read_result, write_json_atomic
+from dlcwatch.files import make_private_folder, write_json_atomic
+from dlcwatch.intake import Intake, open_for_reading
+from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, NO_ANIMAL, OK, SPEC_VERSION, ArrayFolder, JobFolder, read_result
 from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
 from dlcwatch.packing import pack_by_frames
-from dlcwatch.remote import RemoteDestination, parse_remote
+from dlcwatch.remote import RemoteDestination
+from dlcwatch.schema import parse_remote
 from dlcwatch.sdnotify import SystemdNotifier
 from dlcwatch.ssh import SshHost
-from dlcwatch.states import JobState, VideoState
+from dlcwatch.states import VIDEO_PENDING, JobState, VideoState
 from dlcwatch.store import Job, Store, Video
 from dlcwatch.watcher import FileEvents
 
 log = logging.getLogger("dlcwatch.daemon")
 
 S = VideoState
-MAX_DELIVERY_BACKOFF_S = 3600.0
 # Videos in these states still need the daemon; with none left, `run --until-idle` returns.
-BUSY_STATES = (S.SETTLING, S.QUEUED, S.SUBMITTED, S.RUNNING, S.ANALYZED, S.DELIVERING)
 
 
 def _describe_resources(resources: dict) -> str:
@@ -66,17 +69,21 @@ class Daemon:
     """Given a validated config, own the store, the intake and the executor, and run the loop."""
 
     def __init__(self, config, *, store: Store | None = None, executor: Executor | None = None,
-                 watch_events: bool = True, config_path: str | Path | None = None):
+                 watch_events: bool = True, config_path: str | Path | None = None,
+                 open_video: Callable[[str], BinaryIO] = open_for_reading):
         self.config = config
+        self.open_video = open_video  # how intake opens a video for its one full read (tests slow it down)
         self.config_path = config_path
         self.store = store or Store(config.state.database)
-        self.jobs_dir = Path(config.staging.dir) / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        # Staging holds the lab's videos and results before delivery: the service's alone.
+        self.jobs_dir = make_private_folder(Path(config.staging.dir)) / "jobs"
+        self.jobs_dir.mkdir(exist_ok=True)
         self.watch_events = watch_events
         self.events: FileEvents | None = None
         self.intake = self._make_intake(config)
         self.executor = executor or make_executor(config)
         self.remote = remote_destination(config)
+        self.output_permissions = delivery.output_permissions(config.output)
         self.sender: Sender | None = None
         self.systemd = SystemdNotifier()
         self.staging = self._make_staging(config)
@@ -95,7 +102,7 @@ class Daemon:
         if config.output.move_to:
             ours.append(config.output.move_to)  # delivered sources moved there are not new videos
         skip = tuple(str(Path(p).absolute()) for p in ours)
-        return Intake(config.watch, self.store, events=self.events, skip_dirs=skip)
+        return Intake(config.watch, self.store, events=self.events, skip_dirs=skip, open_video=self.open_video)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -143,6 +150,7 @@ class Daemon:
             self.sender.start()
 
     def close(self) -> None:
+        self.intake.close()
         if self.events is not None:
             self.events.stop()
         if self.sender is not None:
@@ -171,12 +179,14 @@ class Daemon:
             log.error("configuration not reloaded, keeping the running one: %s", error)
             self.systemd.ready(self._summary())
             return False
+        self.intake.close()  # reads in flight start again under the new settings
         if self.events is not None:
             self.events.stop()
         if self.sender is not None:
             self.sender.stop()
         self.config = new
         self.remote = remote_destination(new)
+        self.output_permissions = delivery.output_permissions(new.output)
         self.intake = self._make_intake(new)
         self.executor.reconfigure(new)
         self.executor.files.forget_model()
@@ -189,8 +199,15 @@ class Daemon:
 
     def _summary(self) -> str:
         counts = self.store.counts()
-        return ", ".join(f"{counts[state.value]} {state.value}" for state in VideoState
+        text = ", ".join(f"{counts[state.value]} {state.value}" for state in VideoState
                          if counts.get(state.value)) or "no videos yet"
+        # What `systemctl status` shows: say so when a long read is why a video is still settling.
+        reading = [read for read in self.intake.reads.in_progress() if read.total_bytes and read.done_bytes]
+        if reading:
+            read = reading[0]
+            text += f"; {read.step} {Path(read.path).name} ({100 * read.done_bytes // read.total_bytes}%)"
+            text += f" and {len(reading) - 1} more" if len(reading) > 1 else ""
+        return text
 
     def run(self, *, until_idle: bool = False, clock=time.time, sleep=time.sleep, on_tick=None) -> int:
         """Tick until asked to stop (SIGTERM, SIGINT) or, with until_idle, until nothing is pending.
@@ -238,7 +255,7 @@ class Daemon:
 
     def idle(self) -> bool:
         counts = self.store.counts()
-        return not any(counts.get(state.value) for state in BUSY_STATES) and not self.store.active_jobs()
+        return not any(counts.get(state.value) for state in VIDEO_PENDING) and not self.store.active_jobs()
 
     def tick(self, now: float) -> None:
         self._reconcile_created(now)
@@ -323,8 +340,8 @@ class Daemon:
     def _submit_job(self, videos: list[Video], now: float) -> bool:
         resources = self.executor.choose_resources(videos[0].resources)
         job = self.store.create_job(self.executor.name, [video.id for video in videos], resources=resources, now=now)
-        work_dir = self.jobs_dir / f"job{job.id}"
-        submission = self._write_spec(job, videos, work_dir / "spec.json", work_dir / "worker.log", now)
+        folder = JobFolder.of(self.jobs_dir, job.id)
+        submission = self._write_spec(job, videos, folder.spec, folder.log, now)
         try:
             executor_id = self.executor.submit(submission)
         except ExecutorError as error:
@@ -336,17 +353,17 @@ class Daemon:
 
     def _submit_array(self, batches: list[list[Video]], now: float) -> bool:
         """Submit one job per batch as the tasks of one array: their specs and logs sit together in
-        jobs/array<first job id>/, one per task index; results stay in each job's own folder."""
-        jobs, array_dir = [], None
+        their ArrayFolder, one per task index; results stay in each job's own folder."""
+        jobs, array = [], None
         resources = self.executor.choose_resources(batches[0][0].resources)
         for index, videos in enumerate(batches):
             job = self.store.create_job(self.executor.name, [video.id for video in videos], resources=resources,
                                         now=now)
-            array_dir = array_dir or self.jobs_dir / f"array{job.id}"
-            self._write_spec(job, videos, array_dir / f"spec-{index}.json", array_dir / f"task-{index}.log", now)
+            array = array or ArrayFolder.of(self.jobs_dir, job.id)
+            self._write_spec(job, videos, array.spec(index), array.log(index), now)
             jobs.append(job)
-        submission = Submission(jobs[0].id, array_dir / f"spec-{ARRAY_TASK_ID}.json",
-                                array_dir / f"task-{ARRAY_TASK_ID}.log", array_dir, resources)
+        submission = Submission(jobs[0].id, array.spec(ARRAY_TASK_ID), array.log(ARRAY_TASK_ID), array.path,
+                                resources)
         try:
             task_ids = self.executor.submit_array(submission, len(jobs))
         except ExecutorError as error:
@@ -361,9 +378,9 @@ class Daemon:
         return True
 
     def _write_spec(self, job: Job, videos: list[Video], spec_path: Path, log_path: Path, now: float) -> Submission:
-        """Write the spec of a job (its folder is jobs/job<id>/) and record where its files are."""
-        work_dir = self.jobs_dir / f"job{job.id}"
-        result_path = work_dir / "result.json"
+        """Write the spec of a job and record where its files are (its JobFolder)."""
+        folder = JobFolder.of(self.jobs_dir, job.id)
+        work_dir, result_path = folder.path, folder.result
         model, files = self.config.model, self.executor.files
         # Paths as the job sees them: the same on a shared file system, in scratch otherwise.
         spec = {
@@ -482,14 +499,14 @@ class Daemon:
             self.store.set_video_state(video.id, S.FAILED, f"gave up after {attempts} attempt(s); last: {why}; "
                                        "run `dlcwatch retry` once the cause is fixed", now=now, attempts=attempts)
             return
-        delay = settings.retry_backoff_s * 2 ** max(0, attempts - 1)
+        delay = Backoff(settings.retry_backoff_s, settings.retry_backoff_max_s).delay(max(1, attempts))
         more = f" with {_describe_resources(resources)}" if resources and resources != video.resources else ""
         self.store.set_video_state(video.id, S.QUEUED, f"attempt {attempts} failed ({why}); trying again in "
                                    f"{delay:.0f} s{more}", now=now, attempts=attempts, not_before=now + delay,
                                    resources=video.resources if resources is None else resources)
 
     def _remove_project_view(self, job: Job) -> None:
-        shutil.rmtree(job.folder / "project", ignore_errors=True)
+        shutil.rmtree(JobFolder(job.folder).project, ignore_errors=True)
 
     # ------------------------------------------------------------------ deliver
 
@@ -509,14 +526,15 @@ class Daemon:
         self.store.set_video_state(video.id, S.DELIVERING, "delivering", now=now)
         try:
             folder = delivery.deliver(video, job, entry, result, self.config.output.root, dict(self.config.model),
-                                      now=now, remote=self.remote, outgoing=Path(self.config.staging.dir) / "outgoing")
+                                      now=now, remote=self.remote, outgoing=Path(self.config.staging.dir) / "outgoing",
+                                      permissions=self.output_permissions)
         except delivery.OutputsGone as error:
             self.store.set_video_state(video.id, S.QUEUED, f"{error}; analyzing it again", now=now)
             return
-        except OSError as error:
+        except (TransferError, OSError) as error:
             # Back off while the destination stays unreachable or full; never drop the results.
             self._delivery_failures += 1
-            delay = min(MAX_DELIVERY_BACKOFF_S, self.config.executor.retry_backoff_s * 2 ** (self._delivery_failures - 1))
+            delay = Backoff(self.config.executor.retry_backoff_s, self.config.output.retry_max_s).delay(self._delivery_failures)
             why = error.strerror or str(error)
             self.store.set_video_state(video.id, S.ANALYZED, f"delivery failed ({why}); results kept in "
                                        f"staging, trying again in {delay:.0f} s", now=now, not_before=now + delay)
@@ -530,7 +548,7 @@ class Daemon:
             note += f"; {entry['message']} (its raw detections are delivered)"
         self.store.set_video_state(video.id, S.DONE, f"delivered to {folder}{note}", now=now,
                                    output_dir=str(folder), not_before=None)
-        shutil.rmtree(job.folder / f"video{video.id}", ignore_errors=True)
+        shutil.rmtree(JobFolder(job.folder).video(video.id), ignore_errors=True)
         self._handle_source(self.store.video(video.id), now)
 
     def _handle_source(self, video: Video, now: float) -> None:

@@ -13,16 +13,18 @@ from pathlib import Path, PurePosixPath
 
 import dlcwatch
 from dlcwatch.checksum import sha256_file
-from dlcwatch.jobspec import read_json, write_json_atomic
+from dlcwatch.errors import OutputsGone
+from dlcwatch.files import Permissions, copy_verified, default_permissions, fsync_folder, make_folder, write_json_atomic
+from dlcwatch.jobspec import read_json, video_folder_name
 from dlcwatch.remote import RemoteDestination
 from dlcwatch.store import Job, Video
-from dlcwatch.transfer import copy_verified, fsync_folder
 
 MANIFEST = "manifest.json"
 
 
-class OutputsGone(Exception):
-    """The job's outputs are no longer in staging: the video must be analyzed again."""
+def output_permissions(output) -> Permissions:
+    """Given the config's output section, return the permissions of delivered files and folders."""
+    return Permissions.from_umask(file_mode=output.file_mode, dir_mode=output.dir_mode, group=output.group)
 
 
 def output_folder(output_root: str | Path, video: Video) -> Path:
@@ -39,30 +41,34 @@ def delivered_name(original_stem: str, staged_stem: str, output: Path) -> str:
 
 def deliver(video: Video, job: Job, entry: dict, job_result: dict, output_root: str | Path,
             model: dict, now: float | None = None, *, remote: RemoteDestination | None = None,
-            outgoing: Path | None = None) -> str:
+            outgoing: Path | None = None, permissions: Permissions | None = None) -> str:
     """Copy one video's results into the output tree, verified, manifest last; return the folder.
 
+    Every file and every folder created gets `permissions` (default: the process umask's).
     With `remote`, the folder is assembled under `outgoing` and then published over rsync.
     Raise OutputsGone if staging lost them, OSError if the destination refuses."""
+    permissions = permissions or default_permissions()
     if remote is None:
         folder = output_folder(output_root, video)
         _set_aside_foreign(folder, video, _names_written(video, entry))
-        _assemble(folder, video, job, entry, job_result, model, now)
+        make_folder(folder, below=Path(output_root), permissions=permissions)
+        _assemble(folder, video, job, entry, job_result, model, now, permissions)
         return str(folder)
     relative = output_folder(".", video)
-    folder = Path(outgoing) / f"video{video.id}" / relative.name
+    folder = Path(outgoing) / video_folder_name(video.id) / relative.name
     if folder.exists():
         shutil.rmtree(folder)
-    manifest = _assemble(folder, video, job, entry, job_result, model, now)
+    folder.mkdir(parents=True)
+    manifest = _assemble(folder, video, job, entry, job_result, model, now, permissions)
     expected = {entry["file"]: entry["sha256"] for entry in manifest["outputs"].values()}
     expected[MANIFEST] = sha256_file(folder / MANIFEST)
-    published = remote.publish(folder, relative.as_posix(), expected, video.sha256)
+    published = remote.publish(folder, relative.as_posix(), expected, video.sha256, permissions)
     shutil.rmtree(folder.parent, ignore_errors=True)
     return published
 
 
 def _assemble(folder: Path, video: Video, job: Job, entry: dict, job_result: dict, model: dict,
-              now: float | None) -> dict:
+              now: float | None, permissions: Permissions) -> dict:
     """Copy the outputs into `folder` under the original name, verified, and write the manifest."""
     outputs = {kind: Path(path) for kind, path in entry.get("outputs", {}).items()}
     gone = [str(path) for path in outputs.values() if not path.is_file()]
@@ -73,7 +79,7 @@ def _assemble(folder: Path, video: Video, job: Job, entry: dict, job_result: dic
     started = time.monotonic()
     for kind, source in sorted(outputs.items()):
         name = delivered_name(original_stem, entry["staged_stem"], source)
-        sha256 = copy_verified(source, folder / name)
+        sha256 = copy_verified(source, folder / name, permissions=permissions)
         delivered[kind] = {"file": name, "sha256": sha256, "bytes": source.stat().st_size}
     manifest = {
         "dlcwatch_version": dlcwatch.__version__,
@@ -93,7 +99,7 @@ def _assemble(folder: Path, video: Video, job: Job, entry: dict, job_result: dic
                     "analysis_s": entry.get("seconds"), "delivery_s": round(time.monotonic() - started, 3),
                     "delivered_at": time.time() if now is None else now},
     }
-    write_json_atomic(folder / MANIFEST, manifest)
+    write_json_atomic(folder / MANIFEST, manifest, permissions=permissions)
     fsync_folder(folder)
     return manifest
 

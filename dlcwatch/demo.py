@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,11 @@ DEMO_VIDEOS = ["mouse01_openfield.mp4", "souris_été_ü.mp4", "session 2/rat $(
 def run_demo(folder: Path, *, videos: int = 3, setup_only: bool = False) -> int:
     """Given a folder, build the example there and (unless setup_only) run it until idle."""
     folder = folder.absolute()
+    missing = [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
+    if missing:
+        raise SystemExit(f"dlcwatch demo needs ffmpeg (it makes the videos; ffprobe checks them), but "
+                         f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed: "
+                         "`sudo apt-get install ffmpeg` (Debian/Ubuntu) or scripts/install-system-packages.sh")
     model_config = _tiny_model(folder / "model")
     for index, name in enumerate(DEMO_VIDEOS[:videos]):
         target = folder / "videos" / name

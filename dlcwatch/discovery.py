@@ -5,8 +5,11 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-from dataclasses import dataclass
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 log = logging.getLogger("dlcwatch.discovery")
 
@@ -68,38 +71,116 @@ def is_candidate(root: str, path: str, include: list[str], exclude: list[str], r
 
 def list_candidates(root: str, include: list[str], exclude: list[str], recursive: bool,
                     skip_dirs: tuple[str, ...] = ()) -> tuple[list[FileSeen], list[str]]:
-    """Given a watch root, return (candidate videos found, problems met while listing).
+    """Given a watch root, return (every candidate video in it, oldest first; problems met while
+    listing). A folder that cannot be read is reported and skipped; the rest is still listed."""
+    scanner = TreeScanner(root, include, exclude, recursive, skip_dirs)
+    found = [seen for listing in scanner.scan(full=True) for seen in listing.found]
+    found.sort(key=lambda seen: (seen.mtime_ns, seen.path))
+    return found, scanner.problems
 
-    A folder that cannot be read is reported and skipped; the rest of the tree is still listed."""
-    found: list[FileSeen] = []
-    problems: list[str] = []
-    pending = [root]
-    while pending:
-        folder = pending.pop()
+
+# A folder changed this recently may change again within its mtime's granularity (1-2 s on
+# SMB and FAT-backed shares) without its mtime moving: list it again next time.
+RACY_WINDOW_NS = 2_000_000_000
+
+
+@dataclass
+class FolderListing:
+    """One folder that was listed: the candidate videos in it, and the sub-folders that are gone."""
+
+    folder: str
+    found: list[FileSeen]
+    vanished: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Folder:
+    mtime_ns: int | None   # None: list it again next time (changed too recently to trust)
+    subfolders: list[str]
+
+
+class TreeScanner:
+    """Given a watch root and its patterns, list only the folders whose mtime changed since the last
+    scan: adding, removing or renaming a file changes its folder's mtime, so an unchanged folder
+    holds the same files. A scan stats every known folder and no file of an unchanged one.
+
+    What mtimes miss (a file rewritten in place, a folder whose mtime a network file system caches
+    or does not keep) is caught by a full scan (full=True), which lists everything."""
+
+    def __init__(self, root: str, include: list[str], exclude: list[str], recursive: bool,
+                 skip_dirs: tuple[str, ...] = ()):
+        self.root = root
+        self.include, self.exclude, self.recursive, self.skip_dirs = include, exclude, recursive, skip_dirs
+        self._folders: dict[str, _Folder] = {}
+        self.counts: Counter = Counter()  # 'folder_stats', 'listings', 'file_stats' since creation
+        self.problems: list[str] = []
+
+    def scan(self, *, full: bool = False) -> Iterator[FolderListing]:
+        """Yield the folders listed, each with its candidate videos, visiting the tree from the root
+        and listing a folder only if full or its mtime changed; one folder at a time, so memory
+        does not grow with the tree. Problems met are in self.problems once the scan is done."""
+        self.problems = problems = []
+        pending = [self.root]
+        while pending:
+            folder = pending.pop()
+            known = self._folders.get(folder)
+            try:
+                self.counts["folder_stats"] += 1
+                mtime_ns = os.stat(folder).st_mtime_ns
+            except OSError as error:
+                problems.append(f"cannot list {folder}: {error.strerror or error}")
+                self._forget(folder)
+                continue
+            if not full and known is not None and known.mtime_ns == mtime_ns:
+                pending.extend(os.path.join(folder, name) for name in known.subfolders)
+                continue
+            listing, subfolders = self._list(folder, problems)
+            if listing is None:
+                self._forget(folder)
+                continue
+            if known is not None:
+                listing.vanished = [os.path.join(folder, name) for name in known.subfolders
+                                    if name not in subfolders]
+                for gone in listing.vanished:
+                    self._forget(gone)
+            trusted = time.time_ns() - mtime_ns >= RACY_WINDOW_NS
+            self._folders[folder] = _Folder(mtime_ns if trusted else None, subfolders)
+            pending.extend(os.path.join(folder, name) for name in subfolders)
+            yield listing
+
+    def _list(self, folder: str, problems: list[str]) -> tuple[FolderListing | None, list[str]]:
         try:
-            entries = list(os.scandir(folder))
+            self.counts["listings"] += 1
+            with os.scandir(folder) as entries:
+                entries = list(entries)
         except OSError as error:
             problems.append(f"cannot list {folder}: {error.strerror or error}")
-            continue
+            return None, []
+        found, subfolders = [], []
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    if recursive and not entry.name.startswith(".") and entry.path not in skip_dirs:
-                        pending.append(entry.path)
+                    if self.recursive and not entry.name.startswith(".") and entry.path not in self.skip_dirs:
+                        subfolders.append(entry.name)
                     continue
                 if not entry.is_file():
                     continue
-                relpath = is_candidate(root, entry.path, include, exclude, recursive, skip_dirs)
+                relpath = is_candidate(self.root, entry.path, self.include, self.exclude, self.recursive,
+                                       self.skip_dirs)
                 if relpath is None:
                     continue
+                self.counts["file_stats"] += 1
                 stat = entry.stat()
             except OSError as error:
                 problems.append(f"cannot read {entry.path}: {error.strerror or error}")
                 continue
             found.append(FileSeen(entry.path, relpath, stat.st_size, stat.st_mtime_ns))
-    # Oldest first: of two identical files seen in one scan, the earlier one is the original.
-    found.sort(key=lambda seen: (seen.mtime_ns, seen.path))
-    return found, problems
+        return FolderListing(folder, found), sorted(subfolders)
+
+    def _forget(self, folder: str) -> None:
+        known = self._folders.pop(folder, None)
+        for name in known.subfolders if known else ():
+            self._forget(os.path.join(folder, name))
 
 
 def filesystem_type(path: str, mountinfo: str | None = None) -> str:

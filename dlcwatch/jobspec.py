@@ -1,17 +1,19 @@
-"""The two files a job is made of: the spec the daemon writes and the result the worker writes.
+"""What a job is made of: the spec the daemon writes, the result the worker writes, and where every
+file of a job lives (JobFolder, ArrayFolder).
 
 Both sides import this module, so it depends on the standard library only. Files are written
-to a temporary name and renamed, so a reader never sees half of one.
+with dlcwatch.files' atomic writer, so a reader never sees half of one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from dlcwatch.files import write_json_atomic
 
 SPEC_VERSION = 1
 
@@ -27,23 +29,6 @@ BAD_VIDEO = "bad_video"    # the video itself is unusable: quarantine, do not re
 NO_ANIMAL = "no_animal"    # analyzed, but no animal was found in it: deliver what there is, done
 MISSING = "missing"        # the source file is gone
 ERROR = "error"            # this attempt failed (out of memory, a crash, …): retry
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Given a path and JSON-able data, write it so readers see the old or the new file, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, sort_keys=True, ensure_ascii=False)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def read_json(path: str | Path) -> Any:
@@ -67,5 +52,72 @@ def staged_name(video_id: int, source: str) -> str:
 
     DeepLabCut breaks on some characters in names; results are renamed back on delivery."""
     extension = "".join(c for c in Path(source).suffix.lower() if c.isascii() and (c.isalnum() or c == "."))
-    return f"video{video_id}{extension or '.mp4'}"
+    return f"{video_folder_name(video_id)}{extension or '.mp4'}"
 
+
+@dataclass(frozen=True)
+class JobFolder:
+    """Every file of one job, named here and nowhere else.
+
+    jobs/job<id>/ holds its spec and log (a plain job), its result, a private view of the
+    DeepLabCut project, and one folder per video for the staged input and DeepLabCut's outputs."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, jobs_dir: Path | str, job_id: int) -> "JobFolder":
+        return cls(Path(jobs_dir) / f"job{job_id}")
+
+    @property
+    def spec(self) -> Path:
+        return self.path / "spec.json"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "worker.log"
+
+    @property
+    def result(self) -> Path:
+        return self.path / "result.json"
+
+    @property
+    def project(self) -> Path:
+        return self.path / "project"
+
+    def video(self, video_id: int) -> Path:
+        return self.path / video_folder_name(video_id)
+
+
+@dataclass(frozen=True)
+class ArrayFolder:
+    """Where the tasks of one job array keep their specs and logs: jobs/array<first job id>/, one per task index.
+
+    Results stay in each task's own JobFolder. A task index may be the scheduler's placeholder
+    (e.g. SLURM's ${SLURM_ARRAY_TASK_ID}), as the job script names the files."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, jobs_dir: Path | str, first_job_id: int) -> "ArrayFolder":
+        return cls(Path(jobs_dir) / f"array{first_job_id}")
+
+    def spec(self, task: int | str) -> Path:
+        return self.path / f"spec-{task}.json"
+
+    def log(self, task: int | str) -> Path:
+        return self.path / f"task-{task}.log"
+
+    @property
+    def first_job_id(self) -> int:
+        return int(self.path.name.removeprefix("array"))
+
+    @staticmethod
+    def task_of(spec_path: Path | str) -> int | None:
+        """Given a job's spec path, return its task index if it is an array task's spec, else None."""
+        match = re.fullmatch(r"spec-(\d+)\.json", Path(spec_path).name)
+        return int(match[1]) if match else None
+
+
+def video_folder_name(video_id: int) -> str:
+    """Given a video id, return the name of its folder in a job (and in delivery's outgoing area)."""
+    return f"video{video_id}"

@@ -5,7 +5,7 @@ with the videos it covers). A sender thread with its own connection sends them; 
 fails is tried again later with backoff. So a slow or dead mail server never slows the pipeline,
 and nothing queued is lost across restarts.
 
-- alert: a video needs a person (quarantined, or failed after its retries) — sent at once.
+- alert: a video needs a person (quarantined, missing, or failed after its retries) — sent at once.
 - alert, too: a problem that stops the pipeline (destination unreachable, scratch full, a watch
   root gone) has lasted `alert_after_s`.
 - batch_done: everything that finished while work was in flight, once the pipeline is idle (or
@@ -19,18 +19,16 @@ import threading
 import time
 from pathlib import Path
 
+from dlcwatch.backoff import Backoff
 from dlcwatch.config import parse_clock_time
 from dlcwatch.notify import CHANNELS, Message, send_all
-from dlcwatch.states import VideoState
+from dlcwatch.states import VIDEO_NEEDS_A_PERSON, VIDEO_PENDING, VIDEO_TERMINAL, VideoState
 from dlcwatch.status import format_duration
 from dlcwatch.store import Store, Video
 
 log = logging.getLogger("dlcwatch.notifications")
 
 S = VideoState
-NEEDS_A_PERSON = (S.FAILED, S.QUARANTINED)
-FINISHED = (S.DONE, S.FAILED, S.QUARANTINED, S.DUPLICATE, S.MISSING)
-MAX_RETRY_S = 6 * 3600
 MAX_ATTACHMENTS = 5
 
 
@@ -43,7 +41,7 @@ def queue_notifications(store: Store, settings, *, busy: bool, now: float) -> No
     channels = enabled_channels(settings)
     if not channels:
         return
-    attention = store.unreported(NEEDS_A_PERSON, "alerted")
+    attention = store.unreported(VIDEO_NEEDS_A_PERSON, "alerted")
     if attention:
         store.queue_message(alert_message(attention).to_dict(), channels, mark="alerted",
                             video_ids=[video.id for video in attention], now=now)
@@ -57,7 +55,7 @@ def queue_notifications(store: Store, settings, *, busy: bool, now: float) -> No
     due = digest_due(settings.daily_digest_at, store.last_message_at("digest"), now)
     if due:
         store.queue_message(digest_message(store, now).to_dict(), channels, mark="reported", video_ids=[], now=now)
-    finished = store.unreported(FINISHED, "reported")
+    finished = store.unreported(VIDEO_TERMINAL, "reported")
     if finished and (not busy or now - min(video.updated for video in finished) >= settings.batch_window_s):
         store.queue_message(batch_message(finished).to_dict(), channels, mark="reported",
                             video_ids=[video.id for video in finished], now=now)
@@ -76,12 +74,12 @@ def digest_due(at: str, last: float | None, now: float) -> bool:
 def digest_message(store: Store, now: float) -> Message:
     """Return the summary of the last 24 hours."""
     since = now - 86400
-    finished = {state.value: store.count_events(state, since=since) for state in FINISHED}
+    finished = {state.value: store.count_events(state, since=since) for state in VIDEO_TERMINAL}
     counts = store.counts()
-    pending = sum(counts.get(state.value, 0) for state in VideoState if state not in FINISHED)
+    pending = sum(counts.get(state.value, 0) for state in VIDEO_PENDING)
     problems = [f"{c['message']} (for {format_duration(now - c['since'])})" for c in store.conditions()]
     waiting = [f"{Path(video.path).name} ({video.state.value}): {video.reason}"
-               for video in store.videos(NEEDS_A_PERSON, order="recent", limit=10)]
+               for video in store.videos(VIDEO_NEEDS_A_PERSON, order="recent", limit=10)]
     summary = f"Last 24 hours: {finished['done']} video(s) delivered; {pending} pending now."
     if problems:
         summary += " Problems: " + "; ".join(problems) + "."
@@ -172,7 +170,7 @@ def send_due(store: Store, settings, *, now: float, stop: threading.Event | None
                             for channel in CHANNELS}
         results = send_all(message, channel_settings)
         failed = {channel: error for channel, error in results.items() if error}
-        delay = min(MAX_RETRY_S, settings.retry_interval_s * 2 ** item.attempts)
+        delay = Backoff(settings.retry_interval_s, settings.retry_max_s).delay(item.attempts + 1)
         store.record_sending(item.id, failed, now + delay, now=now)
         if failed:
             log.warning("notification %d (%s) not sent to %s; trying again in %.0f s", item.id, message.title,

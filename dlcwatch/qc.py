@@ -11,8 +11,6 @@ standard library.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +21,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+
+from dlcwatch.files import atomic_write
 
 __all__ = ["make_qc_png", "build_qc_figure", "load_keypoints", "Keypoints"]
 
@@ -562,29 +562,6 @@ def make_qc_png(keypoints_h5: Path, video_path: Path, out_png: Path, *, likeliho
     fig = build_qc_figure(keypoints_h5, video_path, likelihood_threshold=likelihood_threshold,
                           behavior_csv=behavior_csv, n_frames=n_frames, title=title)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=out_png.parent, prefix=f".{out_png.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            fig.savefig(stream, format="png", dpi=DPI)
-        # mkstemp makes the file 0600; give the picture the permissions of a normal file.
-        os.chmod(temporary, 0o666 & ~_current_umask())
-        os.replace(temporary, out_png)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(out_png) as stream:
+        fig.savefig(stream, format="png", dpi=DPI)
     return out_png
-
-
-def _current_umask() -> int:
-    """Return the process umask without changing it (os.umask would, briefly, for all threads)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022

@@ -8,8 +8,8 @@ known_hosts file of our own. Three ways to run something there:
   TransferError, or SshUnreachable when ssh itself failed.
 - `wrap(argv)`: the local argv that runs argv there; the far side's shell gets shlex.join(argv),
   so no name is ever interpreted by it.
-- `ssh_runner(host)`: a runner(argv, timeout) -> (exit code, stdout, stderr) that never raises,
-  for callers that judge exit codes (the SLURM executor).
+- `ssh_runner(host)`: a dlcwatch.run runner, argv in and CommandResult out, never raising, with
+  `unreachable` set when ssh itself failed; for callers that judge exit codes (the SLURM executor).
 
 rsync gets the same ssh command through `rsync_e()` (its -e value).
 """
@@ -19,24 +19,15 @@ from __future__ import annotations
 import os
 import shlex
 import stat
-import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
-from dlcwatch.transfer import TransferError
+from dlcwatch.errors import SshUnreachable, TransferError
+from dlcwatch.run import CommandResult, Runner, last_line, run
 
 COMMAND_TIMEOUT_S = 600.0
 SSH_FAILED = 255          # ssh's own exit code when it cannot connect or log in
-NOT_FOUND = 127
-TIMED_OUT = 124
-
-Runner = Callable[[list, float], "tuple[int, str, str]"]
-
-
-class SshUnreachable(TransferError):
-    """ssh itself failed (host down, login refused): nothing ran on the far side."""
 
 
 @dataclass(frozen=True)
@@ -91,21 +82,19 @@ class SshHost:
 
         Raise SshUnreachable when ssh cannot connect or log in, TransferError when the command
         fails or runs past timeout."""
-        argv = [*self.ssh_argv(), "--", self.host, command]
-        code, stdout, stderr = _run(argv, timeout)
-        if code == 0:
-            return stdout
-        detail = last_line(stderr) or f"exit code {code}"
-        if code == SSH_FAILED:
-            raise SshUnreachable(f"ssh {self.host} failed: cannot connect or log in ({detail})")
-        if code == TIMED_OUT and not stderr.strip():
+        result = run([*self.ssh_argv(), "--", self.host, command], timeout)
+        if result.ok:
+            return result.stdout
+        if result.code == SSH_FAILED:
+            raise SshUnreachable(f"ssh {self.host} failed: cannot connect or log in ({result.reason()})")
+        if result.timed_out:
             raise TransferError(f"ssh {self.host} failed: no answer within {timeout:g} s")
-        raise TransferError(f"ssh {self.host} failed: {detail}")
+        raise TransferError(f"ssh {self.host} failed: {result.reason()}")
 
     def close(self) -> None:
         """Stop the shared connection, if one is open (at shutdown; a later command opens another)."""
         try:
-            _run([*self.ssh_argv(), "-O", "exit", "--", self.host], 30.0)
+            run([*self.ssh_argv(), "-O", "exit", "--", self.host], 30.0)
         except TransferError:
             pass
 
@@ -126,25 +115,24 @@ class SshHost:
 
 
 def ssh_runner(host: SshHost) -> Runner:
-    """Given a host, return runner(argv, timeout) -> (exit code, stdout, stderr) that runs argv
-    there without any shell interpreting it, and never raises.
+    """Given a host, return a runner that runs an argv there without any shell interpreting it.
 
-    Codes: the command's own; 127 when it (or ssh) is not found; 124 when it runs past timeout;
-    255 when ssh itself failed, with stderr "cannot reach <host> over ssh: <ssh's reason>"."""
-    def runner(argv: list[str], timeout: float) -> tuple[int, str, str]:
+    Its CommandResult is the far command's, except when ssh itself failed (exit 255): then
+    `unreachable` is set and the reason says that the host could not be reached."""
+    def runner(argv: list[str], timeout: float) -> CommandResult:
         if not argv:
-            return NOT_FOUND, "", "no command given"
+            return CommandResult(127, stderr="no command given", not_found=True)
         try:
             local = host.wrap(argv)
         except TransferError as error:
-            return SSH_FAILED, "", f"cannot reach {host.host} over ssh: {error}"
-        code, stdout, stderr = _run(local, timeout)
-        if code == SSH_FAILED:
-            reason = last_line(stderr) or "ssh exited with code 255"
-            return code, stdout, f"cannot reach {host.host} over ssh: {reason}"
-        if code == TIMED_OUT and not stderr:
-            stderr = f"{argv[0]} on {host.host} timed out after {timeout:g} s"
-        return code, stdout, stderr
+            return CommandResult(SSH_FAILED, stderr=f"cannot reach {host.host} over ssh: {error}", unreachable=True)
+        result = run(local, timeout)
+        if result.code == SSH_FAILED:
+            reason = last_line(result.stderr) or "ssh exited with code 255"
+            return replace(result, stderr=f"cannot reach {host.host} over ssh: {reason}", unreachable=True)
+        if result.timed_out:
+            return replace(result, stderr=f"{argv[0]} on {host.host} timed out after {timeout:g} s")
+        return result
     return runner
 
 
@@ -157,32 +145,11 @@ def socket_folder() -> Path:
 def check_output(argv: list[str], what: str, timeout: float = COMMAND_TIMEOUT_S) -> str:
     """Given a local argv (ssh, rsync) and what it does in words, run it; return its stdout.
     Raise TransferError naming `what` and the last line of its stderr."""
-    code, stdout, stderr = _run(argv, timeout)
-    if code == 0:
-        return stdout
-    if code == NOT_FOUND and stderr.endswith("is not installed"):
-        raise TransferError(stderr)
-    if code == TIMED_OUT and not stderr:
+    result = run(argv, timeout)
+    if result.ok:
+        return result.stdout
+    if result.not_found:
+        raise TransferError(result.stderr)
+    if result.timed_out:
         raise TransferError(f"{what} did not finish within {timeout:.0f} s")
-    raise TransferError(f"{what} failed: {last_line(stderr) or f'exit code {code}'}")
-
-
-def last_line(text: str) -> str:
-    """Return the last non-blank line of text ('' if none): where ssh and rsync say why."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
-def _run(argv: list[str], timeout: float) -> tuple[int, str, str]:
-    """Run a local argv without a shell; return (exit code, stdout, stderr), never raising:
-    127 when the program is missing, 124 (empty stderr) past timeout."""
-    try:
-        completed = subprocess.run(argv, capture_output=True, text=True, errors="replace",
-                                   timeout=timeout, stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        return NOT_FOUND, "", f"{argv[0]} is not installed"
-    except subprocess.TimeoutExpired:
-        return TIMED_OUT, "", ""
-    except OSError as error:
-        return 126, "", f"{argv[0]}: {error}"
-    return completed.returncode, completed.stdout, completed.stderr
+    raise TransferError(f"{what} failed: {result.reason()}")

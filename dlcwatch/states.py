@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import enum
 
+from dlcwatch.errors import TransitionError
+
 
 class VideoState(str, enum.Enum):
     SETTLING = "settling"        # seen; waiting until size and mtime stop changing
@@ -60,6 +62,10 @@ VIDEO_TRANSITIONS: dict[VideoState, frozenset[VideoState]] = {
 
 # Nothing more happens to a video in these states until a person asks for it.
 VIDEO_TERMINAL = frozenset({V.DONE, V.FAILED, V.QUARANTINED, V.DUPLICATE, V.MISSING})
+# Still on its way: the pipeline is busy while any video is in one of these.
+VIDEO_PENDING = frozenset(VideoState) - VIDEO_TERMINAL
+# Ended without results, so a person must look: alerted, listed by status, logged as warnings.
+VIDEO_NEEDS_A_PERSON = frozenset({V.FAILED, V.QUARANTINED, V.MISSING})
 # A video in these states belongs to a job that an executor may be running.
 VIDEO_IN_JOB = frozenset({V.SUBMITTED, V.RUNNING})
 # States `dlcwatch retry` may send back to settling.
@@ -90,10 +96,6 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 JOB_ACTIVE = frozenset({J.CREATED, J.SUBMITTED, J.RUNNING})
-
-
-class TransitionError(RuntimeError):
-    """A caller asked for a transition the state machine does not allow."""
 
 
 def check_video_transition(old: VideoState, new: VideoState) -> None:

@@ -6,6 +6,7 @@ rich for a person: the first line alone answers "is everything fine?".
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -13,12 +14,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from dlcwatch.states import VIDEO_TERMINAL, VideoState
+from dlcwatch.reads import format_gb
+from dlcwatch.states import VIDEO_NEEDS_A_PERSON, VIDEO_PENDING, VideoState
 from dlcwatch.store import Store, Video
 
 STATE_ORDER = [state.value for state in VideoState]
-ATTENTION = (VideoState.FAILED, VideoState.QUARANTINED, VideoState.MISSING)
-PENDING = [state.value for state in VideoState if state not in VIDEO_TERMINAL]
+PENDING = [state.value for state in VideoState if state in VIDEO_PENDING]
 STATE_STYLE = {"done": "green", "failed": "bold red", "quarantined": "red", "missing": "yellow",
                "duplicate": "dim", "running": "cyan", "submitted": "cyan", "analyzed": "cyan",
                "delivering": "cyan"}
@@ -38,9 +39,12 @@ def status_data(store: Store, *, limit: int = 15, now: float | None = None) -> d
     return {
         "counts": {state: counts.get(state, 0) for state in STATE_ORDER},
         "total": sum(counts.values()),
-        "attention": sum(counts.get(state.value, 0) for state in ATTENTION),
+        "attention": sum(counts.get(state.value, 0) for state in VIDEO_NEEDS_A_PERSON),
         "problems": [{"name": c["name"], "message": c["message"], "for_s": round(now - c["since"], 1)}
                      for c in store.conditions()],
+        "reads": [{"video_id": read["video_id"], "path": read["path"], "step": read["step"],
+                   "done_bytes": read["done_bytes"], "total_bytes": read["total_bytes"],
+                   "for_s": round(now - read["started"], 1)} for read in store.reads()],
         "throughput": {"done_last_hour": done_hour, "done_last_day": done_day},
         "pending": pending,
         "eta_s": eta_s,
@@ -79,6 +83,8 @@ def render_status(data: dict) -> Group:
         line += f"; {data['pending']} pending" + (f", done in about {format_duration(data['eta_s'])}"
                                                   if data["eta_s"] else "")
     parts.append(Text(line))
+    for read in data.get("reads", []):
+        parts.append(Text(f"reading for {format_duration(read['for_s'])}: {describe_read(read)}"))
     if data["attention"]:
         parts.append(Text("see `dlcwatch show ID`, fix the cause, then `dlcwatch retry ID`", style="dim"))
     if data["active_jobs"]:
@@ -100,6 +106,25 @@ def render_status(data: dict) -> Group:
                            format_duration(video["updated_ago_s"]) + " ago", Path(video["path"]).name, why)
         parts += [Text(""), videos]
     return Group(*parts)
+
+
+def show_data(store: Store, video: Video, *, now: float | None = None) -> dict:
+    """Given a video, return its details and full history as plain data (what `show --json` prints)."""
+    now = time.time() if now is None else now
+    details = {field.name: getattr(video, field.name) for field in dataclasses.fields(video)}
+    details.update(state=video.state.value, updated_ago_s=round(now - video.updated, 1))
+    details["history"] = [{"at": event.at, "old_state": event.old_state, "new_state": event.new_state,
+                           "job_id": event.job_id, "message": event.message}
+                          for event in store.events(video_id=video.id)]
+    return details
+
+
+def describe_read(read: dict) -> str:
+    """Given a read in flight, return e.g. 'hashing big.avi, 8.1 of 20.0 GB'."""
+    name = Path(read["path"]).name
+    if read["step"].startswith("waiting"):
+        return f"{name}: {read['step']}"
+    return f"{read['step']} {name}, {format_gb(read['done_bytes'])} of {format_gb(read['total_bytes'])}"
 
 
 def format_show(store: Store, video: Video) -> str:

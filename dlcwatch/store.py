@@ -17,8 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from dlcwatch.errors import StoreError
+from dlcwatch.files import create_private_file, make_private_folder
 from dlcwatch.states import (
     JOB_ACTIVE,
+    VIDEO_NEEDS_A_PERSON,
     JobState,
     TransitionError,
     VideoState,
@@ -28,8 +31,7 @@ from dlcwatch.states import (
 
 BUSY_TIMEOUT_MS = 30_000
 event_log = logging.getLogger("dlcwatch.events")
-ATTENTION_STATES = {VideoState.FAILED.value, VideoState.QUARANTINED.value, VideoState.MISSING.value,
-                    JobState.FAILED.value}
+ATTENTION_STATES = {state.value for state in VIDEO_NEEDS_A_PERSON} | {JobState.FAILED.value}
 
 # Named migrations, applied in order, each in one transaction with its record. Statements are split
 # on ';', so comments inside them must not contain one.
@@ -152,6 +154,31 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE videos ADD COLUMN staged_path TEXT;
         """,
     ),
+    (
+        "0007_reads",
+        """
+        -- Whole-file reads (probe, sha256) the daemon has in flight, rewritten by it every tick,
+        -- so that `dlcwatch status` (another process) can say what is being read and how far.
+        CREATE TABLE reads (
+            video_id INTEGER PRIMARY KEY REFERENCES videos(id),
+            path TEXT NOT NULL,
+            step TEXT NOT NULL,             -- e.g. 'hashing', 'waiting to read'
+            done_bytes INTEGER NOT NULL,
+            total_bytes INTEGER NOT NULL,
+            started REAL NOT NULL,
+            updated REAL NOT NULL
+        );
+        """,
+    ),
+    (
+        "0008_status_indexes",
+        """
+        -- What status asks on every refresh: videos finished lately (throughput) and the most
+        -- recently changed videos. Without these, 100,000 videos cost a scan of every event.
+        CREATE INDEX events_new_state_at ON events(new_state, at);
+        CREATE INDEX videos_updated ON videos(updated)
+        """,
+    ),
 ]
 
 VIDEO_FIELDS = frozenset({
@@ -161,10 +188,6 @@ VIDEO_FIELDS = frozenset({
 })
 JOB_FIELDS = frozenset({"executor_job_id", "reason", "started", "ended", "spec_path", "result_path", "log_path",
                         "resources", "cancel_requested"})
-
-
-class StoreError(RuntimeError):
-    """The state database cannot be opened or is not ours."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +299,8 @@ class Store:
             self._db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         else:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                make_private_folder(self.path.parent)
+                create_private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
                 self._db = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             except (OSError, sqlite3.Error) as error:
                 raise StoreError(f"cannot open state database {self.path}: {error}") from error
@@ -411,6 +435,23 @@ class Store:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [Video.from_row(row) for row in self._db.execute(sql, params)]
+
+    def files_in_folder(self, folder: str) -> dict[str, tuple[int | None, int | None, VideoState]]:
+        """Given an absolute folder, return {path: (size, mtime_ns, state)} of the known videos
+        directly in it, in one query (a rescan compares these; most have not changed)."""
+        prefix = folder.rstrip("/") + "/"
+        # A range on the unique path index; '0' is the character after '/'.
+        rows = self._db.execute("SELECT path, size, mtime_ns, state FROM videos WHERE path >= ? AND path < ? "
+                                "AND instr(substr(path, ?), '/') = 0", (prefix, prefix[:-1] + "0", len(prefix) + 1))
+        return {path: (size, mtime_ns, VideoState(state)) for path, size, mtime_ns, state in rows}
+
+    def videos_under(self, folder: str, states: Iterable[VideoState]) -> list[Video]:
+        """Given an absolute folder, return the known videos anywhere below it in these states."""
+        prefix = folder.rstrip("/") + "/"
+        states = [VideoState(s).value for s in states]
+        rows = self._db.execute(f"SELECT * FROM videos WHERE path >= ? AND path < ? AND state IN "
+                                f"({','.join('?' * len(states))})", (prefix, prefix[:-1] + "0", *states))
+        return [Video.from_row(row) for row in rows]
 
     def staged_videos(self) -> list[Video]:
         """Return the videos with a copy in the cluster's scratch."""
@@ -554,6 +595,24 @@ class Store:
         return self.job(job_id)
 
 
+    # ------------------------------------------------------------------ reads in flight
+
+    def set_reads(self, reads: list[dict], *, now: float | None = None) -> None:
+        """Given every read in flight (video_id, path, step, done_bytes, total_bytes, started), replace
+        what the table says."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM reads")
+            db.executemany("INSERT INTO reads (video_id, path, step, done_bytes, total_bytes, started, updated) "
+                           "VALUES (:video_id, :path, :step, :done_bytes, :total_bytes, :started, :updated)",
+                           [dict(read, updated=_now(now)) for read in reads])
+
+    def reads(self) -> list[dict]:
+        """Return the reads in flight, oldest first ([] on a database no daemon has migrated yet)."""
+        try:
+            return [dict(row) for row in self._db.execute("SELECT * FROM reads ORDER BY started, video_id")]
+        except sqlite3.OperationalError:
+            return []  # `dlcwatch status` (read-only) before the upgraded daemon first started
+
     # ------------------------------------------------------------------ conditions
 
     def set_condition(self, name: str, message: str, *, now: float | None = None) -> bool:
@@ -647,7 +706,12 @@ def _now(now: float | None) -> float:
 
 
 def _check_fields(fields: dict, allowed: frozenset) -> None:
-    unknown = set(fields) - allowed - {"state"}
+    """Given fields to write, raise ValueError for any that is not a bookkeeping field of the table.
+
+    `state` is never one: it changes only through a transition the state machine allows, with its event."""
+    if "state" in fields:
+        raise ValueError("a state changes only through set_video_state / set_job_state (the state machine)")
+    unknown = set(fields) - allowed
     if unknown:
         raise ValueError(f"unknown fields {sorted(unknown)}")
 

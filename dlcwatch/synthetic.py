@@ -52,3 +52,26 @@ def write_video(path: str | Path, frames: int = 150, size: int = 128, fps: float
     if completed.returncode != 0:
         raise RuntimeError(f"ffmpeg could not write {path}: {completed.stderr.decode(errors='replace')}")
     return path
+
+
+def write_long_video(path: str | Path, gigabytes: float, *, width: int = 1280, height: int = 1024,
+                     fps: int = 200) -> tuple[Path, int]:
+    """Given an .avi path, write an MJPEG video of about that many GB (a lab camera at 200 fps) in
+    seconds: encode one second, then concatenate copies of it without re-encoding (-c copy).
+    Return (path, frames). Raise subprocess.CalledProcessError if ffmpeg fails."""
+    path = Path(path)
+    segment = path.with_name(path.stem + ".segment.avi")
+    listing = path.with_name(path.stem + ".segments.txt")
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc2=size={width}x{height}:rate={fps}", "-t", "1", "-c:v", "mjpeg", "-q:v", "2",
+                    "-pix_fmt", "yuvj420p", str(segment.absolute())], check=True, timeout=300)
+    copies = max(1, round(gigabytes * 1e9 / segment.stat().st_size))
+    quoted = "'" + str(segment.absolute()).replace("'", "'\\''") + "'"
+    listing.write_text(f"file {quoted}\n" * copies)
+    try:
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i",
+                        str(listing.absolute()), "-c", "copy", str(path.absolute())], check=True, timeout=600)
+    finally:
+        segment.unlink(missing_ok=True)
+        listing.unlink(missing_ok=True)
+    return path, copies * fps

@@ -2,10 +2,11 @@
 # Debian/Ubuntu packages dlcwatch needs on the machine:
 #   ffmpeg (ffprobe decides what a video is), rsync + openssh-client (results to another machine).
 # With --for-tests also what the tests run for real on 127.0.0.1: an sshd, and a single-node SLURM
-# (slurmctld, slurmd, munge; slurmdbd + MariaDB for accounting).
+# (slurmctld, slurmd, munge; slurmdbd + MariaDB for accounting), and a headless Chromium with its
+# driver for the web page's browser tests.
 set -euo pipefail
 packages="ffmpeg rsync openssh-client"
-[ "${1:-}" = "--for-tests" ] && packages="$packages openssh-server slurmctld slurmd slurm-client munge slurmdbd mariadb-server"
+[ "${1:-}" = "--for-tests" ] && packages="$packages openssh-server slurmctld slurmd slurm-client munge slurmdbd mariadb-server chromium chromium-driver"
 need=""
 for package in $packages; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || need="$need $package"

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from dlcwatch.config import Node, Section
-from dlcwatch.executors.slurm import run_command
+from dlcwatch.run import CommandResult, run
 from dlcwatch.executors.slurm_schema import SLURM_SECTION
 
 SCRIPT = Path(__file__).with_name("slurm_cluster.sh")
@@ -47,9 +47,9 @@ class Cluster:
     def env(self) -> dict:
         return {**os.environ, "SLURM_CONF": str(self.prefix / "etc" / "slurm.conf")}
 
-    def runner(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
+    def runner(self, argv: list[str], timeout: float) -> CommandResult:
         """The executor's runner, pointed at this cluster."""
-        return run_command(argv, timeout, env=self.env)
+        return run(argv, timeout, env=self.env)
 
     def command(self, *argv: str, check: bool = True) -> str:
         """Run a SLURM command (scontrol, sacctmgr, squeue…) for a test; return its stdout."""

@@ -114,3 +114,28 @@ def test_status_reports_throughput_and_an_eta(lab):
     data = status_data(store, now=now)
     assert data["throughput"] == {"done_last_hour": 3, "done_last_day": 3}
     assert data["pending"] == 3 and data["eta_s"] == 3600
+
+
+def test_config_is_accepted_before_the_command_too(tmp_path):
+    store = Store(tmp_path / "state.db")
+    store.add_video("/v/a.mp4", "/v", "a.mp4", size=1, mtime_ns=1, now=1.0)
+    store.close()
+    config = tmp_path / "c.yaml"
+    config.write_text(f"watch: {{roots: [{{path: {tmp_path}}}]}}\nstate: {{database: {tmp_path / 'state.db'}}}\n"
+                      f"output: {{root: {tmp_path / 'out'}}}\nmodel: {{config: {config}}}\n")
+    before = cli("--config", str(config), "status", "--json")
+    after = cli("status", "--json", "--config", str(config))
+    assert before.returncode == 0, before.stderr
+    assert json.loads(before.stdout)["total"] == 1
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout)["counts"] == json.loads(before.stdout)["counts"]
+
+
+def test_demo_without_ffmpeg_says_so_in_one_line(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    completed = cli("demo", str(tmp_path / "demo"), env={"PATH": str(empty)})
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr
+    [line] = completed.stderr.strip().splitlines()
+    assert "ffmpeg" in line and "apt-get install ffmpeg" in line

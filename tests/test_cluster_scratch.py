@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from dlcwatch.cluster_scratch import ClusterScratch
-from dlcwatch.transfer import TransferError
+from dlcwatch.errors import TransferError
 
 
 @pytest.fixture

@@ -25,6 +25,14 @@ def setup(lab):
     store.close()
 
 
+def tick(intake, now):
+    """One tick, then wait for the reads it started (they run in threads) and collect them, as the
+    next tick would: tests stay tick by tick with a fake clock."""
+    intake.tick(now)
+    assert intake.reads.wait(60), "reads did not finish"
+    intake.settle(now)
+
+
 def videos_dir(lab):
     from pathlib import Path
 
@@ -39,9 +47,9 @@ def test_awkward_names_are_queued_with_their_metadata(setup):
     lab, store, intake = setup
     for index, name in enumerate(AWKWARD_NAMES):
         write_video(videos_dir(lab) / name, frames=20 + index, size=64)
-    intake.tick(1000.0)
+    tick(intake, 1000.0)
     assert set(states(store).values()) == {S.SETTLING}
-    intake.tick(1000.0 + lab.watch.settle_s)
+    tick(intake, 1000.0 + lab.watch.settle_s)
     assert states(store) == {name: S.QUEUED for name in AWKWARD_NAMES}
     video = store.video_by_path(str(videos_dir(lab) / "souris_été_ü.mp4"))
     assert video.frames == 21 and video.codec == "h264" and len(video.sha256) == 64
@@ -57,13 +65,13 @@ def test_a_file_written_slowly_is_not_picked_up_until_it_holds_still(setup):
             stream.write(source[offset:offset + len(source) // 5])
             stream.flush()
             os.utime(target, ns=(int(now * 1e9), int(now * 1e9)))  # a real writer moves mtime on each write
-            intake.tick(now)
+            tick(intake, now)
             assert states(store)["slow.mp4"] is S.SETTLING
             last_write = now
             now += lab.watch.settle_s / 2  # the writer pauses for less than the settle time
-    intake.tick(last_write + lab.watch.settle_s - 0.01)
+    tick(intake, last_write + lab.watch.settle_s - 0.01)
     assert states(store)["slow.mp4"] is S.SETTLING
-    intake.tick(last_write + lab.watch.settle_s + 0.01)
+    tick(intake, last_write + lab.watch.settle_s + 0.01)
     assert states(store)["slow.mp4"] is S.QUEUED
     assert store.video_by_path(str(target)).frames == 60
 
@@ -76,7 +84,7 @@ def test_bad_files_are_quarantined_once_with_the_reason(setup, name, content, re
     lab, store, intake = setup
     (videos_dir(lab) / name).write_bytes(content)
     for now in (0.0, 10.0, 20.0, 300.0, 900.0):
-        intake.tick(now)
+        tick(intake, now)
     video = store.video_by_path(str(videos_dir(lab) / name))
     assert video.state is S.QUARANTINED
     assert reason in video.reason and "dlcwatch retry" in video.reason
@@ -88,18 +96,18 @@ def test_a_corrupt_video_is_quarantined(setup):
     lab, store, intake = setup
     good = write_video(lab.staging.dir + "/good.mp4", frames=60, size=64)
     (videos_dir(lab) / "corrupt.mp4").write_bytes(good.read_bytes()[:2000])
-    intake.tick(0.0)
-    intake.tick(10.0)
+    tick(intake, 0.0)
+    tick(intake, 10.0)
     assert states(store)["corrupt.mp4"] is S.QUARANTINED
 
 
 def test_the_same_content_twice_is_a_duplicate(setup):
     lab, store, intake = setup
     first = write_video(videos_dir(lab) / "first.mp4", frames=30, size=64)
-    intake.tick(0.0)
+    tick(intake, 0.0)
     shutil.copyfile(first, videos_dir(lab) / "renamed copy.mp4")
-    intake.tick(6.0)  # the next rescan sees the copy
-    intake.tick(20.0)
+    tick(intake, 6.0)  # the next rescan sees the copy
+    tick(intake, 20.0)
     assert states(store) == {"first.mp4": S.QUEUED, "renamed copy.mp4": S.DUPLICATE}
     copy = store.video_by_path(str(videos_dir(lab) / "renamed copy.mp4"))
     assert copy.duplicate_of == store.video_by_path(str(first)).id
@@ -109,18 +117,18 @@ def test_the_same_content_twice_is_a_duplicate(setup):
 def test_a_file_deleted_before_processing_is_missing_and_may_come_back(setup):
     lab, store, intake = setup
     path = write_video(videos_dir(lab) / "gone.mp4", frames=30, size=64)
-    intake.tick(0.0)
-    intake.tick(10.0)
+    tick(intake, 0.0)
+    tick(intake, 10.0)
     assert states(store)["gone.mp4"] is S.QUEUED
     backup = path.read_bytes()
     path.unlink()
-    intake.tick(100.0)  # the rescan is due
+    tick(intake, 100.0)  # the rescan is due
     video = store.video_by_path(str(path))
     assert video.state is S.MISSING and "deleted or moved away" in video.reason
     path.write_bytes(backup)
-    intake.tick(200.0)
+    tick(intake, 200.0)
     assert store.video(video.id).state is S.SETTLING
-    intake.tick(210.0)
+    tick(intake, 210.0)
     assert store.video(video.id).state is S.QUEUED
 
 
@@ -128,11 +136,11 @@ def test_a_partial_name_renamed_into_place_is_seen(setup):
     lab, store, intake = setup
     partial = write_video(lab.staging.dir + "/rec.mp4", frames=30, size=64).rename(videos_dir(lab) / "rec.mp4.part")
     partial = videos_dir(lab) / "rec.mp4.part"
-    intake.tick(0.0)
+    tick(intake, 0.0)
     assert store.videos() == []
     partial.rename(videos_dir(lab) / "rec.mp4")
-    intake.tick(10.0)
-    intake.tick(20.0)
+    tick(intake, 10.0)
+    tick(intake, 20.0)
     assert states(store) == {"rec.mp4": S.QUEUED}
 
 
@@ -146,8 +154,8 @@ def test_an_unreadable_file_fails_with_a_clear_reason(setup, monkeypatch):
         monkeypatch.setattr(intake_module, "check_readable", refuse)
     else:
         path.chmod(0)
-    intake.tick(0.0)
-    intake.tick(10.0)
+    tick(intake, 0.0)
+    tick(intake, 10.0)
     video = store.video_by_path(str(path))
     assert video.state is S.FAILED
     assert "Permission denied" in video.reason and "dlcwatch retry" in video.reason
@@ -156,11 +164,11 @@ def test_an_unreadable_file_fails_with_a_clear_reason(setup, monkeypatch):
 def test_an_unmounted_root_marks_nothing_missing(setup):
     lab, store, intake = setup
     write_video(videos_dir(lab) / "a.mp4", frames=30, size=64)
-    intake.tick(0.0)
-    intake.tick(10.0)
+    tick(intake, 0.0)
+    tick(intake, 10.0)
     hidden = videos_dir(lab).with_name("unmounted")
     videos_dir(lab).rename(hidden)
-    intake.tick(100.0)
+    tick(intake, 100.0)
     assert states(store) == {"a.mp4": S.QUEUED}
     assert "not available" in next(iter(intake.root_problems().values()))
 
@@ -194,11 +202,11 @@ def test_a_file_held_open_for_writing_waits_longer_than_the_settle_time(setup):
             stream.write(source)
             stream.flush()
             assert _eventually(lambda: events.is_writing(str(path)))
-            intake.tick(0.0)
-            intake.tick(lab.watch.settle_s * 2)  # still, but open for writing
+            tick(intake, 0.0)
+            tick(intake, lab.watch.settle_s * 2)  # still, but open for writing
             assert states(store)["held.mp4"] is S.SETTLING
         assert _eventually(lambda: not events.is_writing(str(path)))
-        intake.tick(lab.watch.settle_s * 2 + 0.1)
+        tick(intake, lab.watch.settle_s * 2 + 0.1)
         assert states(store)["held.mp4"] is S.QUEUED
     finally:
         events.stop()

@@ -85,6 +85,9 @@ def test_alerts_at_once_batches_when_idle_and_a_failed_channel_is_retried(tmp_pa
         queue_notifications(store, config.notify, busy=False, now=51.0)
         batch = [i for i in store.pending_messages() if i.message["kind"] == "batch_done"]
         assert len(batch) == 1
+        # A video deleted before it was analyzed needs a person as much as a broken one.
+        missing = [i for i in store.pending_messages() if i.message["kind"] == "alert" and "next.mp4" in i.message["title"]]
+        assert len(missing) == 1 and "deleted" in missing[0].message["lines"][0]
         message = batch[0].message
         assert message["title"] == "1 video(s) done, 2 not analyzed"
         assert "900 frames" in message["summary"] and str(tmp_path / "results") in message["summary"]
@@ -145,26 +148,45 @@ def test_systemd_hears_ready_watchdog_status_and_stopping(tmp_path, monkeypatch,
     assert received[-1] == "STOPPING=1"
 
 
+def wait_for_ready(listener: socket.socket, timeout_s: float = 30.0) -> list[str]:
+    """Given a bound notify socket, return the lines received up to and including the next READY=1."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while "READY=1" not in lines:
+        listener.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            lines.extend(listener.recv(65536).decode().splitlines())
+        except socket.timeout:
+            raise AssertionError(f"no READY=1 within {timeout_s} s; got {lines}") from None
+    return lines
+
+
 def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise(tmp_path, lab):
     config_path = tmp_path / "config.yaml"
+    # The daemon says READY=1 on the notify socket once started and after each reload (taken or
+    # refused): the test waits for that instead of guessing how long a start takes.
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify.sock"))
+    environment = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
     daemon = subprocess.Popen([sys.executable, "-m", "dlcwatch", "run", "--config", str(config_path)],
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, env=environment)
     try:
-        time.sleep(1.5)
+        wait_for_ready(listener)
         good = yaml.safe_load(config_path.read_text())
         config_path.write_text("watch: {roots: []}\n")  # invalid: no root, no output, no model
         daemon.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
+        assert "RELOADING=1" in wait_for_ready(listener)
         good["watch"]["settle_s"] = 7.0
         config_path.write_text(yaml.safe_dump(good))
         daemon.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
+        assert "RELOADING=1" in wait_for_ready(listener)
         assert daemon.poll() is None, "the daemon must survive a bad reload"
         daemon.send_signal(signal.SIGTERM)
         _, errors = daemon.communicate(timeout=20)
     finally:
         if daemon.poll() is None:
             daemon.kill()
+        listener.close()
     assert daemon.returncode == 0
     assert "configuration not reloaded, keeping the running one" in errors
     assert "watch.roots: needs at least 1 entry" in errors

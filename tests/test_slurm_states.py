@@ -11,6 +11,7 @@ from dlcwatch.executors.slurm_states import (
     STATE_OUTCOMES,
     SlurmRecord,
     config_number,
+    controller_unreachable,
     is_accounting_disabled,
     is_submit_limit,
     is_unknown_job,
@@ -23,6 +24,7 @@ from dlcwatch.executors.slurm_states import (
     parse_squeue,
     status_of,
 )
+from dlcwatch.run import CommandResult
 from slurm_fixtures import slurm_settings
 
 SQUEUE = """\
@@ -110,7 +112,14 @@ def test_details_say_what_a_person_needs():
 
 def test_error_messages_are_recognised():
     down = "slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n"
-    assert is_unreachable(down) and is_unreachable("sbatch timed out after 60 s")
+    assert is_unreachable(down)
+    # Words dlcwatch itself would write are not SLURM's: a hung command or an unreachable login node is
+    # told by the runner's answer, not by matching text.
+    assert not is_unreachable("sbatch timed out after 60 s") and not is_unreachable("cannot reach login over ssh")
+    assert controller_unreachable(CommandResult(124, timed_out=True))
+    assert controller_unreachable(CommandResult(255, stderr="kex_exchange_identification", unreachable=True))
+    assert controller_unreachable(CommandResult(1, stderr=down))
+    assert not controller_unreachable(CommandResult(1, stderr="sbatch: error: invalid partition specified: x"))
     assert message_of("sbatch: error: invalid partition specified: nosuch\n"
                       "sbatch: error: Batch job submission failed: Invalid partition name specified\n") == \
         "invalid partition specified: nosuch; Batch job submission failed: Invalid partition name specified"

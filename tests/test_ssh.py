@@ -6,8 +6,8 @@ import stat
 import pytest
 
 import sshd
+from dlcwatch.errors import TransferError
 from dlcwatch.ssh import SshHost, SshUnreachable, socket_folder, ssh_runner
-from dlcwatch.transfer import TransferError
 
 
 @pytest.fixture
@@ -25,25 +25,27 @@ def test_arguments_arrive_literally(ssh_server, host, tmp_path):
     ssh_server.start()
     marker = tmp_path / "x"
     name = f"a b'c;$(touch {marker}) `touch {marker}` \"q\" * ~ $HOME \\"
-    code, out, err = ssh_runner(host)(["printf", "%s|", name, "", "été"], 30)
-    assert (code, out) == (0, f"{name}||été|"), err
+    result = ssh_runner(host)(["printf", "%s|", name, "", "été"], 30)
+    assert (result.code, result.stdout) == (0, f"{name}||été|"), result.stderr
     assert not marker.exists()
 
 
 def test_exit_codes_pass_through(ssh_server, host):
     ssh_server.start()
     runner = ssh_runner(host)
-    assert runner(["sh", "-c", "echo out; echo err >&2; exit 3"], 30) == (3, "out\n", "err\n")
-    code, _, err = runner(["no-such-command-dlcwatch"], 30)
-    assert code == 127 and "not found" in err
-    assert runner(["sleep", "10"], 1)[0] == 124
-    assert runner([], 1)[0] == 127
+    answer = runner(["sh", "-c", "echo out; echo err >&2; exit 3"], 30)
+    assert (answer.code, answer.stdout, answer.stderr, answer.ok, answer.unreachable) == (3, "out\n", "err\n", False, False)
+    missing = runner(["no-such-command-dlcwatch"], 30)
+    assert missing.code == 127 and "not found" in missing.stderr and not missing.unreachable
+    slow = runner(["sleep", "10"], 1)
+    assert slow.code == 124 and slow.timed_out and not slow.unreachable
+    assert runner([], 1).code == 127
 
 
 def test_a_stopped_server_is_unreachable_not_a_refusal(ssh_server, host):
-    code, out, err = ssh_runner(host)(["true"], 30)  # never started
-    assert code == 255 and out == ""
-    assert err.startswith(f"cannot reach {host.host} over ssh: ") and "refused" in err.lower()
+    result = ssh_runner(host)(["true"], 30)  # never started
+    assert result.code == 255 and result.unreachable and result.stdout == ""
+    assert result.stderr.startswith(f"cannot reach {host.host} over ssh: ") and "refused" in result.stderr.lower()
     with pytest.raises(SshUnreachable, match="cannot connect"):
         host.run("true")
 
@@ -52,9 +54,9 @@ def test_a_refused_login_is_unreachable(ssh_server, tmp_path):
     ssh_server.start()
     stranger = SshHost(f"{ssh_server.user}@127.0.0.1", tmp_path / "control", identity_file=str(tmp_path / "no-key"),
                        port=ssh_server.port)
-    code, _, err = ssh_runner(stranger)(["true"], 30)
-    assert code == 255 and err.startswith(f"cannot reach {stranger.host} over ssh: ")
-    assert "permission denied" in err.lower()
+    result = ssh_runner(stranger)(["true"], 30)
+    assert result.code == 255 and result.unreachable and result.stderr.startswith(f"cannot reach {stranger.host} over ssh: ")
+    assert "permission denied" in result.stderr.lower()
 
 
 def test_run_returns_output_or_says_why(ssh_server, host, tmp_path):

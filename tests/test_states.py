@@ -1,5 +1,7 @@
 from dlcwatch.states import (
     JOB_TRANSITIONS,
+    VIDEO_NEEDS_A_PERSON,
+    VIDEO_PENDING,
     VIDEO_TERMINAL,
     VIDEO_TRANSITIONS,
     JobState,
@@ -31,3 +33,9 @@ def test_shortcuts_are_refused(old, new):
 def test_terminal_states_only_leave_through_a_retry():
     for state in VIDEO_TERMINAL:
         assert VIDEO_TRANSITIONS[state] == {VideoState.SETTLING}
+
+
+def test_state_groups_cover_every_state_once():
+    assert VIDEO_PENDING | VIDEO_TERMINAL == set(VideoState) and not VIDEO_PENDING & VIDEO_TERMINAL
+    assert VIDEO_NEEDS_A_PERSON < VIDEO_TERMINAL and VideoState.MISSING in VIDEO_NEEDS_A_PERSON
+    assert VideoState.DONE not in VIDEO_NEEDS_A_PERSON and VideoState.DUPLICATE not in VIDEO_NEEDS_A_PERSON

@@ -21,10 +21,10 @@ def test_database_is_wal_with_named_migrations(store, tmp_path):
     raw = sqlite3.connect(tmp_path / "state" / "db.sqlite")
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.migrations() == ["0001_initial", "0002_notifications", "0003_conditions", "0004_video_resources",
-                                  "0005_cancel_requested", "0006_staged_path"]
+                                  "0005_cancel_requested", "0006_staged_path", "0007_reads", "0008_status_indexes"]
     Store(tmp_path / "state" / "db.sqlite").close()  # reopening applies nothing twice
     assert store.migrations() == ["0001_initial", "0002_notifications", "0003_conditions", "0004_video_resources",
-                                  "0005_cancel_requested", "0006_staged_path"]
+                                  "0005_cancel_requested", "0006_staged_path", "0007_reads", "0008_status_indexes"]
 
 
 def test_a_transition_and_its_event_are_written_together(store):
@@ -88,3 +88,16 @@ def test_a_newer_schema_is_refused(tmp_path):
     store.close()
     with pytest.raises(StoreError, match="newer dlcwatch"):
         Store(tmp_path / "db")
+
+
+def test_a_state_cannot_be_written_around_the_state_machine(tmp_path):
+    store = Store(tmp_path / "s.db")
+    video = store.add_video("/v/a.mp4", "/v", "a.mp4", size=1, mtime_ns=1, now=1.0)
+    job = store.create_job("local", [])
+    with pytest.raises(ValueError, match="state machine"):
+        store.update_video(video.id, state="done")
+    with pytest.raises(ValueError, match="state machine"):
+        store.set_video_state(video.id, VideoState.QUEUED, "ok", state="done")
+    with pytest.raises(ValueError, match="state machine"):
+        store.update_job(job.id, state="finished")
+    assert store.video(video.id).state is VideoState.SETTLING and store.job(job.id).state is JobState.CREATED

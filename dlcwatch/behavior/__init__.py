@@ -15,16 +15,15 @@ Everything except ``train`` (and ``cli train``) imports only numpy, pandas, scik
 matplotlib and the standard library, because it runs inside DeepLabCut's environment.
 
 This module holds the two primitives every other module shares: the user-facing error type and
-the atomic file writer. It imports no sub-module, so importing the package stays cheap.
+the atomic file writer (dlcwatch.files'). It imports no sub-module, so importing the package stays cheap.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, ContextManager
+
+from dlcwatch.files import atomic_write
 
 __all__ = ["BehaviorError", "atomic_output"]
 
@@ -36,36 +35,8 @@ class BehaviorError(Exception):
     """
 
 
-@contextlib.contextmanager
-def atomic_output(path: Path, *, binary: bool = False) -> Iterator[IO]:
-    """Given a destination path, yield an open temporary file beside it; on success move it into place.
+def atomic_output(path: Path, *, binary: bool = False) -> ContextManager[IO]:
+    """Given a destination path, return dlcwatch's atomic writer for it (text unless binary).
 
-    The temporary file lives in the destination folder so that ``os.replace`` is a rename on the
-    same file system: a reader never sees a half-written file, and a crash leaves the old file
-    (or nothing) rather than a truncated one. On any exception the temporary file is removed and
-    the exception propagates.
-    """
-    path = Path(path)
-    handle = tempfile.NamedTemporaryFile(
-        mode="wb" if binary else "w",
-        dir=path.parent,
-        prefix=f".{path.name}.",
-        suffix=".tmp",
-        delete=False,
-        **({} if binary else {"encoding": "utf-8", "newline": ""}),
-    )
-    temporary = Path(handle.name)
-    try:
-        with handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        # NamedTemporaryFile creates owner-only files; results are shared with the lab. (Reading
-        # the umask would mean changing it, which races with other threads, so use the usual mode.)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
-
+    A reader never sees a half-written file, and a crash leaves the old file (or nothing)."""
+    return atomic_write(Path(path), binary=binary)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from dlcwatch.errors import ExecutorError
 from dlcwatch.store import Job
 
 if TYPE_CHECKING:
@@ -54,10 +55,6 @@ class Submission:
     log_path: Path
     work_dir: Path
     resources: dict
-
-
-class ExecutorError(RuntimeError):
-    """The executor refused or could not be reached; the message says why, for a person."""
 
 
 class Executor(Protocol):

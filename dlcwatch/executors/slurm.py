@@ -1,13 +1,13 @@
 """The SLURM executor: each job is one sbatch job running `python -m dlcwatch.worker SPEC`.
 
-Every SLURM command goes through one runner, `runner(argv, timeout) -> (exit code, stdout,
-stderr)`, never through a shell, so a later `slurm.host: user@login` can wrap it in ssh.
+Every SLURM command goes through one runner (dlcwatch.run: argv in, CommandResult out, never a
+shell), so `slurm.host: user@login` wraps it in ssh (dlcwatch.ssh.ssh_runner) and nothing else changes.
 
 A poll costs at most two commands whatever the number of jobs: one `squeue` for all of them and,
 only for jobs squeue no longer lists (it forgets ended jobs after MinJobAge), one `sacct`. A job
 neither knows is judged by the worker's result file, else reported LOST. While the controller
 does not answer, poll() reports nothing (the daemon keeps every state as it is), slots() offers
-none, and the executor asks again after a pause that doubles up to MAX_BACKOFF_S.
+none, and the executor asks again after a pause that doubles up to unreachable_backoff_max_s.
 
 Job arrays: `submit_array` submits N specs as one array job (`--array=0-(N-1)%throttle`) and
 returns one id per task ('123_4'), which poll() and cancel() take like any job id: the daemon
@@ -19,12 +19,12 @@ from __future__ import annotations
 import getpass
 import logging
 import re
-import subprocess
 import time
 from pathlib import Path
-from typing import Callable
 
+from dlcwatch.backoff import Backoff
 from dlcwatch.cluster_files import SharedFiles
+from dlcwatch.errors import SubmitLimitReached
 from dlcwatch.executors.base import ExecutorError, JobStatus, Outcome, Submission
 from dlcwatch.executors.sbatch_script import render_sbatch_script
 from dlcwatch.executors.slurm_states import (
@@ -33,10 +33,10 @@ from dlcwatch.executors.slurm_states import (
     SQUEUE_FORMAT,
     SlurmRecord,
     config_number,
+    controller_unreachable,
     is_accounting_disabled,
     is_submit_limit,
     is_unknown_job,
-    is_unreachable,
     message_of,
     next_resources,
     parse_config,
@@ -44,38 +44,16 @@ from dlcwatch.executors.slurm_states import (
     parse_squeue,
     status_of,
 )
-from dlcwatch.jobspec import EXIT_OK, read_result
+from dlcwatch.jobspec import EXIT_OK, ArrayFolder, read_result
+from dlcwatch.run import CommandResult, Runner, run
 from dlcwatch.store import Job
 
 log = logging.getLogger("dlcwatch.executors.slurm")
 
-Runner = Callable[[list, float], "tuple[int, str, str]"]
 
-MAX_BACKOFF_S = 600.0     # longest pause between tries while the controller does not answer
 LIMIT_PAUSE_S = 300.0     # after a submit-limit refusal, submit again after this or when one of ours ends
 SCRIPT_NAME = "job.sbatch"
 _JOB_ID = re.compile(r"\d+")
-
-
-def run_command(argv: list[str], timeout: float, *, env: dict | None = None) -> tuple[int, str, str]:
-    """Given an argv list, run it without a shell; return (exit code, stdout, stderr).
-
-    A command that cannot start returns 127, one that runs past timeout 124, each with the
-    reason in stderr: the callers judge SLURM's answers, never Python exceptions."""
-    try:
-        completed = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                   timeout=timeout, env=env)
-    except FileNotFoundError:
-        return 127, "", f"{argv[0]}: command not found (are the SLURM client tools installed?)"
-    except subprocess.TimeoutExpired:
-        return 124, "", f"{argv[0]} timed out after {timeout:g} s"
-    except OSError as error:
-        return 126, "", f"{argv[0]}: {error}"
-    return completed.returncode, completed.stdout, completed.stderr
-
-
-class SubmitLimitReached(ExecutorError):
-    """sbatch refused for an account's submit limit: nothing is wrong with the job itself."""
 
 
 class SlurmExecutor:
@@ -83,13 +61,14 @@ class SlurmExecutor:
 
     def __init__(self, settings, *, runner: Runner | None = None, clock=time.time, files=None):
         self.settings = settings
-        self.runner = runner or run_command
+        self.runner = runner or run
         self.files = files or SharedFiles()
         self.clock = clock
         self._cluster: dict[str, str] | None = None   # `scontrol show config`, read once
         self._accounting: bool | None = None          # True: sacct answers; False: accounting disabled
         self._sacct_failing = False
         self._quiet_until = 0.0                       # the controller did not answer: no commands until then
+        self._failures = 0                            # questions in a row the controller did not answer
         self._backoff_s = 0.0
         self._unreachable_since: float | None = None
         self._last_problem = ""
@@ -156,17 +135,17 @@ class SlurmExecutor:
         if self._cluster is None:
             if self.clock() < self._quiet_until:
                 return None
-            code, out, err = self._run(["scontrol", "show", "config"])
-            if code != 0:
-                problem = message_of(err, out)
-                if is_unreachable(problem):
+            result = self._run(["scontrol", "show", "config"])
+            if not result.ok:
+                problem = message_of(result.stderr, result.stdout)
+                if controller_unreachable(result, problem):
                     self._unreachable(problem)
                     return None
                 log.warning("cannot read the SLURM configuration (%s); only executor.slurm limits apply", problem)
                 self._cluster = {}
             else:
                 self._reachable()
-                self._cluster = parse_config(out)
+                self._cluster = parse_config(result.stdout)
             self._submit_limit = self._read_submit_limit()
         return self._cluster
 
@@ -174,12 +153,12 @@ class SlurmExecutor:
         """Return the smallest MaxSubmitJobs of our user's associations (an accounting limit, not in
         `scontrol show config`), 0 when there is none or accounting cannot tell."""
         user = self.settings.host.rpartition("@")[0] if "@" in self.settings.host else getpass.getuser()
-        code, out, err = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "associations",
+        result = self._run(["sacctmgr", "--noheader", "--parsable2", "show", "associations",
                                     f"user={user}", "format=MaxSubmit"])
-        if code != 0:
-            log.debug("no association limits from sacctmgr (%s)", message_of(err, out))
+        if not result.ok:
+            log.debug("no association limits from sacctmgr (%s)", message_of(result.stderr, result.stdout))
             return 0
-        limits = [int(value) for value in out.split() if value.strip().isdigit()]
+        limits = [int(value) for value in result.stdout.split() if value.strip().isdigit()]
         if limits:
             log.info("SLURM allows %s at most %d submitted jobs (MaxSubmitJobs); dlcwatch stays within it",
                      user, min(limits))
@@ -245,11 +224,11 @@ class SlurmExecutor:
         return files.job_path(path)
 
     def _sbatch(self, script: str, submission: Submission, what: str) -> str:
-        code, out, err = self._run(["sbatch", "--parsable", f"--chdir={self.files.job_path(submission.work_dir)}",
+        result = self._run(["sbatch", "--parsable", f"--chdir={self.files.job_path(submission.work_dir)}",
                                     script])
-        if code != 0:
-            problem = message_of(err, out)
-            if is_unreachable(problem):
+        if not result.ok:
+            problem = message_of(result.stderr, result.stdout)
+            if controller_unreachable(result, problem):
                 self._unreachable(problem)
                 raise ExecutorError(f"SLURM controller not answering, {what} not submitted: {problem}")
             if is_submit_limit(problem):
@@ -260,11 +239,11 @@ class SlurmExecutor:
                                          "again when one of our jobs ends")
             raise ExecutorError(f"sbatch refused {what}: {problem}")
         self._reachable()
-        job_id = out.strip().split(";")[0]  # "123" or "123;cluster"
+        job_id = result.stdout.strip().split(";")[0]  # "123" or "123;cluster"
         if not _JOB_ID.fullmatch(job_id):
-            raise ExecutorError(f"sbatch accepted {what} but answered {out.strip()!r}, not a job id")
-        if err.strip():
-            log.info("sbatch said about %s (SLURM job %s): %s", what, job_id, message_of(err))
+            raise ExecutorError(f"sbatch accepted {what} but answered {result.stdout.strip()!r}, not a job id")
+        if result.stderr.strip():
+            log.info("sbatch said about %s (SLURM job %s): %s", what, job_id, message_of(result.stderr))
         return job_id
 
     # ------------------------------------------------------------------ poll
@@ -276,14 +255,14 @@ class SlurmExecutor:
         if not ours or self.clock() < self._quiet_until:
             return {}
         ids = _query_ids(job.executor_job_id for job in ours)
-        code, out, err = self._run(["squeue", "--noheader", "--array", "--states=all", f"--jobs={','.join(ids)}",
+        result = self._run(["squeue", "--noheader", "--array", "--states=all", f"--jobs={','.join(ids)}",
                                     f"--Format={SQUEUE_FORMAT}"])
-        if code == 0:
-            listed = parse_squeue(out)
-        elif is_unknown_job(message_of(err, out)):
+        if result.ok:
+            listed = parse_squeue(result.stdout)
+        elif is_unknown_job(message_of(result.stderr, result.stdout)):
             listed = {}  # asked about one job only, and squeue has forgotten it
         else:
-            self._unreachable(message_of(err, out))
+            self._unreachable(message_of(result.stderr, result.stdout), cannot_reach=controller_unreachable(result))
             return {}
         self._reachable()
         statuses = {job.id: status_of(listed[job.executor_job_id]) for job in ours if job.executor_job_id in listed}
@@ -308,10 +287,10 @@ class SlurmExecutor:
         when sacct could not be asked, so a job missing from it is not known to be gone."""
         if self._accounting is False:
             return {}, True
-        code, out, err = self._run(["sacct", "--noheader", "--parsable2", "--allocations",
+        result = self._run(["sacct", "--noheader", "--parsable2", "--allocations",
                                     f"--jobs={','.join(_query_ids(ids))}", f"--format={SACCT_FORMAT}"])
-        if code != 0:
-            problem = message_of(err, out)
+        if not result.ok:
+            problem = message_of(result.stderr, result.stdout)
             if is_accounting_disabled(problem):
                 log.info("SLURM accounting is disabled: jobs squeue forgot are judged by their result files")
                 self._accounting = False
@@ -322,7 +301,7 @@ class SlurmExecutor:
             self._sacct_failing = True
             return {}, False
         self._accounting, self._sacct_failing = True, False
-        return parse_sacct(out), True
+        return parse_sacct(result.stdout), True
 
     def _judge_by_result(self, job: Job, definite: bool) -> JobStatus | None:
         """Given a job SLURM no longer lists, return its status from the worker's result file;
@@ -354,16 +333,16 @@ class SlurmExecutor:
         if self.clock() < self._quiet_until:
             raise ExecutorError(f"SLURM controller not answering: {self._last_problem}")
         names = sorted({name for name, _, _ in wanted})
-        code, out, err = self._run(["squeue", "--noheader", "--array", "--states=all", f"--name={','.join(names)}",
+        result = self._run(["squeue", "--noheader", "--array", "--states=all", f"--name={','.join(names)}",
                                     "--Format=JobArrayID:|,Name:|,WorkDir:|"])
-        if code != 0:
-            problem = message_of(err, out)
-            if is_unreachable(problem):
+        if not result.ok:
+            problem = message_of(result.stderr, result.stdout)
+            if controller_unreachable(result, problem):
                 self._unreachable(problem)  # and ask again after the same pauses as polls do
             raise ExecutorError(f"squeue could not be asked about jobs submitted before the stop: {problem}")
         self._reachable()
         found = {}
-        for line in out.splitlines():
+        for line in result.stdout.splitlines():
             fields = [field.strip() for field in line.split("|")]
             if len(fields) < 3:
                 continue
@@ -380,28 +359,29 @@ class SlurmExecutor:
         """Cancel the job in SLURM (scancel); a job that already ended is fine. Raise ExecutorError."""
         if not job.executor_job_id:
             return
-        code, out, err = self._run(["scancel", job.executor_job_id])
-        problem = message_of(err, out)
-        if code == 0 or is_unknown_job(problem) or "already completing or completed" in problem.lower():
+        result = self._run(["scancel", job.executor_job_id])
+        problem = message_of(result.stderr, result.stdout)
+        if result.ok or is_unknown_job(problem) or "already completing or completed" in problem.lower():
             return
-        if is_unreachable(problem):
+        if controller_unreachable(result, problem):
             self._unreachable(problem)
         raise ExecutorError(f"scancel of SLURM job {job.executor_job_id} failed: {problem}")
 
     # ------------------------------------------------------------------ the controller's health
 
-    def _run(self, argv: list[str]) -> tuple[int, str, str]:
+    def _run(self, argv: list[str]) -> CommandResult:
         return self.runner(argv, self.settings.command_timeout_s)
 
-    def _unreachable(self, problem: str) -> None:
+    def _unreachable(self, problem: str, *, cannot_reach: bool = True) -> None:
         """The controller did not answer (or squeue failed otherwise): pause, longer each time, and
         say so once."""
         now = self.clock()
-        first = self.settings.unreachable_backoff_s
-        self._backoff_s = min(MAX_BACKOFF_S, self._backoff_s * 2 if self._backoff_s else first)
+        self._failures += 1
+        self._backoff_s = Backoff(self.settings.unreachable_backoff_s,
+                                  self.settings.unreachable_backoff_max_s).delay(self._failures)
         self._quiet_until = now + self._backoff_s
         self._last_problem = problem
-        what = "SLURM controller not answering" if is_unreachable(problem) else "SLURM command failed"
+        what = "SLURM controller not answering" if cannot_reach else "SLURM command failed"
         if self._unreachable_since is None:
             self._unreachable_since = now
             log.warning("%s (%s); our jobs keep running; asking again in %.0f s, then less often while it "
@@ -413,6 +393,7 @@ class SlurmExecutor:
         if self._unreachable_since is not None:
             log.info("SLURM controller answers again, after %.0f s", self.clock() - self._unreachable_since)
         self._unreachable_since = None
+        self._failures = 0
         self._backoff_s = 0.0
         self._quiet_until = 0.0
 
@@ -426,9 +407,9 @@ def _submitted_as(job: Job, files) -> tuple[str, str, str | None]:
     """Given a job, return how SLURM would list it had it been submitted: (job name, working folder
     on the cluster, array task index or None), as _write_script and _sbatch make them."""
     spec = Path(job.spec_path)
-    task = re.fullmatch(r"spec-(\d+)\.json", spec.name)
-    first = spec.parent.name.removeprefix("array") if task else str(job.id)
-    return f"dlcwatch-{first}", files.job_path(spec.parent).rstrip("/"), task[1] if task else None
+    task = ArrayFolder.task_of(spec)
+    first = ArrayFolder(spec.parent).first_job_id if task is not None else job.id
+    return f"dlcwatch-{first}", files.job_path(spec.parent).rstrip("/"), None if task is None else str(task)
 
 
 def _query_ids(job_ids) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dlcwatch.config import Option, Section, ssh_section
+from dlcwatch.schema import Option, Section, ssh_section
 
 SLURM_SECTION = Section("The SLURM executor: each job is one sbatch job running the worker on a compute node.", {
     "partition": Option("str", "Partition (queue) to submit to; empty: the cluster's default.", default="",
@@ -83,6 +83,8 @@ SLURM_SECTION = Section("The SLURM executor: each job is one sbatch job running 
     "command_timeout_s": Option("float", "Give up on one sbatch, squeue, sacct or scancel after this long; "
                                 "the controller counts as unreachable.", default=60.0, minimum=1),
     "unreachable_backoff_s": Option("float", "While the controller does not answer, wait this long before "
-                                    "asking again, doubling up to ten minutes; jobs keep running meanwhile.",
-                                    default=30.0, minimum=0),
+                                    "asking again, doubling up to unreachable_backoff_max_s; jobs keep running "
+                                    "meanwhile.", default=30.0, minimum=0),
+    "unreachable_backoff_max_s": Option("float", "The longest wait between questions to a controller that does "
+                                        "not answer.", default=600.0, minimum=0),
 })

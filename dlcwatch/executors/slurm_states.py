@@ -18,6 +18,7 @@ import signal
 from dataclasses import dataclass
 
 from dlcwatch.executors.base import JobStatus, Outcome
+from dlcwatch.run import CommandResult
 
 # squeue -O: full values (":" without a width), "|" after each; the reason goes last, so a
 # reason with a "|" in it cannot shift the other columns.
@@ -58,9 +59,9 @@ STATE_OUTCOMES: dict[str, Outcome] = {
 }
 
 # What sbatch, squeue and scancel print when the controller does not answer.
+# (A login node that does not answer, or a command that hangs, is told by the runner's CommandResult.)
 UNREACHABLE_MARKERS = ("unable to contact slurm controller", "socket timed out", "connection refused",
-                       "connection timed out", "zero bytes were transmitted", "timed out after",
-                       "cannot reach")  # the last: dlcwatch.ssh, when the login node itself does not answer
+                       "connection timed out", "zero bytes were transmitted")
 # What sbatch says when a per-user or per-association submit limit (MaxSubmitJobs) is reached.
 SUBMIT_LIMIT_MARKERS = ("maxsubmitjob", "job submit limit", "assocmaxsubmitjoblimit")
 UNKNOWN_JOB_MARKER = "invalid job id specified"
@@ -240,6 +241,13 @@ def message_of(stderr: str, stdout: str = "") -> str:
         if line not in cleaned:
             cleaned.append(line)
     return "; ".join(cleaned) or "no message"
+
+
+def controller_unreachable(result: CommandResult, problem: str | None = None) -> bool:
+    """Given a failed SLURM command, return whether the controller (or the login node) did not answer,
+    as opposed to refusing: ssh could not get there, the command hung, or SLURM says so itself."""
+    return (result.unreachable or result.timed_out
+            or is_unreachable(problem if problem is not None else message_of(result.stderr, result.stdout)))
 
 
 def is_unreachable(message: str) -> bool:

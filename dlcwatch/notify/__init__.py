@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dlcwatch.errors import NotifyError
+
 __all__ = ["KINDS", "CHANNELS", "Message", "NotifyError", "send_all", "resolve_secret", "scrub"]
 
 logger = logging.getLogger("dlcwatch.notify")
@@ -73,15 +75,6 @@ class Message:
         return cls(kind=data["kind"], title=data["title"], summary=data["summary"],
                    lines=data.get("lines", ()), fields=data.get("fields", {}),
                    attachments=data.get("attachments", ()))
-
-
-class NotifyError(Exception):
-    """A channel could not deliver a message. ``reason`` never contains a secret."""
-
-    def __init__(self, channel: str, reason: str):
-        super().__init__(f"{channel}: {reason}")
-        self.channel = channel
-        self.reason = reason
 
 
 def resolve_secret(value: str | None, env_name: str | None) -> str:
