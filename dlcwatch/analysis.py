@@ -308,20 +308,24 @@ def make_labeled_video(deeplabcut, model: Model, video: Path, destination: Path,
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir()
-        drawn, shown = _cut_clip(video, destination, folder, keypoints_h5, clip_seconds, fps)
-    before = set(folder.glob("*_labeled.mp4"))
-    deeplabcut.create_labeled_video(str(model.config), [str(drawn)], shuffle=model.shuffle,
-                                    trainingsetindex=model.trainingsetindex, filtered=filtered,
-                                    destfolder=str(folder))
-    made = sorted(set(folder.glob("*_labeled.mp4")) - before)
-    if not made:
-        raise RuntimeError("DeepLabCut's create_labeled_video wrote no video")
-    if mode == "full":
-        return made[0], shown
-    target = destination / (made[0].stem + "_clip.mp4")
-    made[0].replace(target)
-    shutil.rmtree(folder, ignore_errors=True)
-    return target, shown
+    try:
+        if mode != "full":
+            drawn, shown = _cut_clip(video, destination, folder, keypoints_h5, clip_seconds, fps)
+        before = set(folder.glob("*_labeled.mp4"))
+        deeplabcut.create_labeled_video(str(model.config), [str(drawn)], shuffle=model.shuffle,
+                                        trainingsetindex=model.trainingsetindex, filtered=filtered,
+                                        destfolder=str(folder))
+        made = sorted(set(folder.glob("*_labeled.mp4")) - before)
+        if not made:
+            raise RuntimeError("DeepLabCut's create_labeled_video wrote no video")
+        if mode == "full":
+            return made[0], shown
+        target = destination / (made[0].stem + "_clip.mp4")
+        made[0].replace(target)
+        return target, shown
+    finally:
+        if mode != "full":
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _cut_clip(video: Path, destination: Path, folder: Path, keypoints_h5: Path, seconds: float,

@@ -85,3 +85,24 @@ def test_an_unreadable_spec_is_a_usage_error(tmp_path):
     completed = run_worker(tmp_path / "spec.json")
     assert completed.returncode == 64 and "cannot read the job spec" in completed.stderr
 
+
+
+def test_a_labeled_video_that_fails_costs_only_itself(tmp_path):
+    """The clip cannot be cut from a file OpenCV cannot read: the entry says why, nothing is raised."""
+    import numpy as np
+
+    from dlcwatch import analysis, worker
+
+    columns = pd.MultiIndex.from_product([["DLC_x"], ["head"], ["x", "y", "likelihood"]],
+                                         names=["scorer", "bodyparts", "coords"])
+    table = tmp_path / "video1DLC_x.h5"
+    pd.DataFrame(np.ones((30, 3)), columns=columns).to_hdf(table, key="df_with_missing")
+    staged = tmp_path / "video1.mp4"
+    staged.write_text("not a video\n")
+    model = analysis.Model(tmp_path / "config.yaml", 1, 0, 4, "cpu", "pytorch")
+    entry = {"status": OK}
+    made = worker._labeled_video(None, model, staged, tmp_path, {"keypoints_h5": table}, {"id": 1, "fps": 30.0},
+                                 {"labeled_video": {"mode": "clip", "clip_s": 1}}, entry)
+    assert made == {} and "OpenCV could not read" in entry["labeled_video_error"]
+    assert "labeled_video" not in entry and entry["status"] == OK
+    assert not (tmp_path / analysis.LABELED_CLIP_FOLDER).exists()  # its working folder is gone too
