@@ -34,7 +34,7 @@ class SharedFiles:
     def behavior_model(self, model: str) -> str:
         return model
 
-    def stage(self, video) -> str:
+    def stage(self, video, progress=None) -> str:
         return video.path
 
     def push(self, folders: list[Path]) -> None:
@@ -84,9 +84,10 @@ class StagedFiles:
             self._synced[model] = self.scratch.sync_file(Path(model), Path(model).name)
         return self._synced[model]
 
-    def stage(self, video) -> str:
-        """Copy a video into the cluster's scratch, verified against the sha256 intake recorded."""
-        return self.scratch.stage_video(Path(video.path), video.id, video.sha256)
+    def stage(self, video, progress=None) -> str:
+        """Copy a video into the cluster's scratch, verified against the sha256 intake recorded;
+        progress(bytes sent so far) follows the copy."""
+        return self.scratch.stage_video(Path(video.path), video.id, video.sha256, progress)
 
     def push(self, folders: list[Path]) -> None:
         self.scratch.push_jobs(self._names(folders))

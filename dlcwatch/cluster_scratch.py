@@ -15,6 +15,7 @@ from __future__ import annotations
 import posixpath
 import shlex
 from pathlib import Path
+from typing import Callable
 
 from dlcwatch.errors import TransferError
 from dlcwatch.jobspec import staged_name
@@ -48,12 +49,13 @@ class ClusterScratch:
         """Given a video id and its source path, return where it is staged on the cluster."""
         return f"{self.videos}/{staged_name(video_id, source)}"
 
-    def stage_video(self, source: Path, video_id: int, sha256: str) -> str:
+    def stage_video(self, source: Path, video_id: int, sha256: str,
+                    progress: Callable[[int], None] | None = None) -> str:
         """Given a local video, its id and the sha256 intake recorded, copy it to the cluster
         (resuming an interrupted copy) and check it there; return the remote path.
 
         A copy already there and matching is not sent again. A copy that does not match after
-        sending is removed, and TransferError raised."""
+        sending is removed, and TransferError raised. progress(bytes sent so far) follows the copy."""
         source = Path(source)
         if not source.is_file():
             raise TransferError(f"cannot stage {source} on {self.ssh.host}: the file is gone")
@@ -64,7 +66,7 @@ class ClusterScratch:
             return remote
         # --ignore-times: a damaged copy of the same size and time must still be corrected.
         self._rsync(["--times", "--ignore-times", f"--partial-dir={PARTIAL_DIR}", str(source),
-                     self._far(remote)], f"copying {source} to {self._far(remote)}")
+                     self._far(remote)], f"copying {source} to {self._far(remote)}", progress=progress)
         found = self._remote_sha256(remote)
         if found != expected:
             self.ssh.run(f"rm -f -- {shlex.quote(remote)}")
@@ -169,13 +171,13 @@ class ClusterScratch:
     def _make_layout(self) -> None:
         self.ssh.run("mkdir -p -- " + " ".join(shlex.quote(path) for path in (self.videos, self.jobs, self.model)))
 
-    def _rsync(self, args: list[str], what: str, make: str = "") -> None:
+    def _rsync(self, args: list[str], what: str, make: str = "", progress: Callable[[int], None] | None = None) -> None:
         """Run rsync over this host's ssh with args. With `make`, that remote folder is created
         first in the same connection (rsync runs `mkdir -p … && rsync` there)."""
         argv = ["rsync", "--protect-args", "-e", self.ssh.rsync_e()]
         if make:
             argv.append(f"--rsync-path=mkdir -p -- {shlex.quote(make)} && rsync")
-        check_output([*argv, *args], what)
+        check_output([*argv, *args], what, progress=progress)
 
     def _remote_sha256(self, remote: str) -> str | None:
         """Return the sha256 of a remote file, or None when there is none."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable
 
+from dlcwatch.reads import Read, ReadPool
 from dlcwatch.states import VideoState
 from dlcwatch.store import Job, Store, Video
 
@@ -23,14 +23,17 @@ WAITING = (S.QUEUED, S.SUBMITTED, S.RUNNING)  # a video in these states still ne
 
 
 class ClusterStaging:
-    """Given the store, how job files reach the cluster (dlcwatch.cluster_files), the scratch quota
-    and a function to call between long copies (the systemd watchdog), keep scratch in step."""
+    """Given the store, how job files reach the cluster (dlcwatch.cluster_files) and the scratch
+    quota, keep scratch in step. Videos are copied there outside the main loop (a 20-GB video takes
+    minutes), at most `per_filesystem` at once per local file system, given up after `stall_s`
+    without progress; the loop only starts copies and records how they ended."""
 
-    def __init__(self, store: Store, files, quota_gb: float, *, alive: Callable[[], None] = lambda: None):
+    def __init__(self, store: Store, files, quota_gb: float, *, per_filesystem: int = 2, stall_s: float = 300.0):
         self.store = store
         self.files = files
         self.quota_bytes = quota_gb * 1e9
-        self.alive = alive
+        self.copies = ReadPool(self._copy, per_filesystem=per_filesystem, stall_s=stall_s)
+        self._copying: dict[int, Video] = {}
 
     def model_ready(self, model_config: str, behavior_model: str, now: float) -> bool:
         """Mirror the models into scratch (once per run); False while that fails."""
@@ -43,14 +46,21 @@ class ClusterStaging:
         return True
 
     def stage(self, videos: list[Video], now: float) -> bool:
-        """Copy a batch's videos into scratch, within the quota; return True when all of them are
-        there (always, on a shared file system). Their scratch paths are recorded."""
+        """Start copying a batch's videos into scratch, within the quota; return True once all of them
+        are there (always, on a shared file system). Their scratch paths are recorded as copies end."""
         if not self.files.staged:
             return True
+        self.collect(now)
         used = sum(staged.size or 0 for staged in self.store.staged_videos())
+        used += sum(video.size or 0 for video in self._copying.values())
+        ready = True
         for video in videos:
+            video = self.store.video(video.id)
             if video.staged_path:
                 continue
+            ready = False
+            if video.id in self._copying or (video.not_before and video.not_before > now):
+                continue  # being copied, or its copy just failed: set aside for a while
             if self.quota_bytes and used + (video.size or 0) > self.quota_bytes:
                 if not used:  # it would not fit even alone
                     self.store.set_video_state(video.id, S.FAILED, f"{(video.size or 0) / 1e9:.1f} GB is more "
@@ -61,23 +71,36 @@ class ClusterStaging:
                 self.store.set_video_state(video.id, S.MISSING, "the file disappeared before it was copied to "
                                            "the cluster", now=now)
                 return False
-            try:
-                staged_path = self.files.stage(video)
-            except OSError as error:
-                why = error.strerror or str(error)
-                self._problem(f"cannot copy videos to the cluster's scratch: {why}", now)
-                # Set aside for a while, so one video that keeps failing (changed since intake, say)
-                # does not hold back the others.
-                self.store.update_video(video.id, not_before=now + STAGE_RETRY_S, now=now)
-                self.store.add_event(f"not copied to the cluster's scratch ({why}); trying again in "
-                                     f"{STAGE_RETRY_S:.0f} s", video_id=video.id, now=now)
-                return False
-            self.store.update_video(video.id, staged_path=staged_path, now=now)
+            self._copying[video.id] = video
+            self.copies.submit(video.id, video.path, video.size or 0)
             used += video.size or 0
-            self.store.add_event(f"copied to the cluster's scratch as {staged_path}", video_id=video.id, now=now)
-            self.store.clear_condition("scratch", now=now)
-            self.alive()  # a large copy takes a while; the loop is not stuck
-        return True
+        return ready
+
+    def collect(self, now: float) -> None:
+        """Record the copies to scratch that ended since the last call."""
+        for copy in self.copies.collect():
+            video = self._copying.pop(copy.key)
+            if copy.error is None:
+                self.store.update_video(video.id, staged_path=copy.result, now=now)
+                self.store.add_event(f"copied to the cluster's scratch as {copy.result}", video_id=video.id, now=now)
+                self.store.clear_condition("scratch", now=now)
+                continue
+            error = copy.error
+            why = (error.strerror if isinstance(error, OSError) else None) or str(error)
+            self._problem(f"cannot copy videos to the cluster's scratch: {why}", now)
+            # Set aside for a while, so one video that keeps failing (changed since intake, say)
+            # does not hold back the others.
+            self.store.update_video(video.id, not_before=now + STAGE_RETRY_S, now=now)
+            self.store.add_event(f"not copied to the cluster's scratch ({why}); trying again in "
+                                 f"{STAGE_RETRY_S:.0f} s", video_id=video.id, now=now)
+
+    def close(self) -> None:
+        """Give up the copies in flight at once (an interrupted rsync resumes next time)."""
+        self.copies.stop()
+
+    def _copy(self, copy: Read) -> str:
+        copy.advance("copying to the cluster")
+        return self.files.stage(self._copying[copy.key], progress=lambda done: copy.advance(done_bytes=done))
 
     def pull(self, jobs: list[Job], now: float) -> bool:
         """Bring the jobs' folders (and their arrays' logs) back from scratch; False while that fails:

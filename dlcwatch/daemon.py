@@ -13,21 +13,23 @@ import os
 import shutil
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 from dlcwatch import delivery
 from dlcwatch.backoff import Backoff
 from dlcwatch.cluster_staging import ClusterStaging
-from dlcwatch.config import ConfigError, load_config
+from dlcwatch.config import ConfigError, Node, load_config
 from dlcwatch.errors import TransferError
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
-from dlcwatch.files import make_private_folder, write_json_atomic
+from dlcwatch.files import Permissions, make_private_folder, write_json_atomic
 from dlcwatch.intake import Intake, open_for_reading
 from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, NO_ANIMAL, OK, SPEC_VERSION, ArrayFolder, JobFolder, read_result
 from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
 from dlcwatch.packing import pack_by_frames
+from dlcwatch.reads import Read, ReadPool, ReadStalled
 from dlcwatch.remote import RemoteDestination
 from dlcwatch.schema import parse_remote
 from dlcwatch.sdnotify import SystemdNotifier
@@ -84,6 +86,9 @@ class Daemon:
         self.executor = executor or make_executor(config)
         self.remote = remote_destination(config)
         self.output_permissions = delivery.output_permissions(config.output)
+        self._delivering: dict[int, _Delivery] = {}
+        self.deliveries = ReadPool(lambda copy: self._delivering[copy.key].run(copy),
+                                   per_filesystem=config.watch.reads_per_filesystem, stall_s=config.watch.read_stall_s)
         self.sender: Sender | None = None
         self.systemd = SystemdNotifier()
         self.staging = self._make_staging(config)
@@ -94,7 +99,7 @@ class Daemon:
 
     def _make_staging(self, config) -> ClusterStaging:
         return ClusterStaging(self.store, self.executor.files, config.executor.slurm.scratch_quota_gb,
-                              alive=self.systemd.watchdog)
+                              per_filesystem=config.watch.reads_per_filesystem, stall_s=config.watch.read_stall_s)
 
     def _make_intake(self, config) -> Intake:
         self.events = FileEvents() if self.watch_events else None
@@ -151,6 +156,8 @@ class Daemon:
 
     def close(self) -> None:
         self.intake.close()
+        self.deliveries.stop()  # a copy cut short is completed in place by the next start
+        self.staging.close()
         if self.events is not None:
             self.events.stop()
         if self.sender is not None:
@@ -190,6 +197,7 @@ class Daemon:
         self.intake = self._make_intake(new)
         self.executor.reconfigure(new)
         self.executor.files.forget_model()
+        self.staging.close()
         self.staging = self._make_staging(new)
         self._start_watching()
         self._start_sender()
@@ -511,11 +519,19 @@ class Daemon:
     # ------------------------------------------------------------------ deliver
 
     def deliver(self, now: float) -> None:
-        """Copy the results of every analyzed video into the output tree."""
+        """Take in finished deliveries, then start one for every analyzed video that is due.
+
+        Copies run outside the loop (a labeled full video or a far destination takes minutes),
+        at most watch.reads_per_filesystem at once per file system; the loop only starts them
+        and records how they ended."""
+        ended = self.deliveries.collect()
+        for copy in ended:
+            self._delivered(copy, now)
+        tried = {copy.key for copy in ended}  # one try per video and tick, even without a backoff
         for video in self.store.videos([S.ANALYZED]):
             if self.stop_requested:
                 return
-            if video.not_before and video.not_before > now:
+            if video.id in tried or (video.not_before and video.not_before > now):
                 continue
             self._deliver_one(video, now)
 
@@ -524,22 +540,30 @@ class Daemon:
         result = read_result(job.result_path) or {}
         entry = result.get("videos", {}).get(str(video.id), {})
         self.store.set_video_state(video.id, S.DELIVERING, "delivering", now=now)
-        try:
-            folder = delivery.deliver(video, job, entry, result, self.config.output.root, dict(self.config.model),
-                                      now=now, remote=self.remote, outgoing=Path(self.config.staging.dir) / "outgoing",
-                                      permissions=self.output_permissions)
-        except delivery.OutputsGone as error:
-            self.store.set_video_state(video.id, S.QUEUED, f"{error}; analyzing it again", now=now)
+        self._delivering[video.id] = _Delivery(video, job, entry, result, self.config, self.remote,
+                                               self.output_permissions, now)
+        self.deliveries.submit(video.id, str(JobFolder(job.folder).video(video.id)), sum(_sizes(entry)))
+
+    def _delivered(self, copy: Read, now: float) -> None:
+        """Record how one delivery ended: done, back to the queue, or waiting for the destination."""
+        work = self._delivering.pop(copy.key)
+        video, entry = work.video, work.entry
+        if isinstance(copy.error, delivery.OutputsGone):
+            self.store.set_video_state(video.id, S.QUEUED, f"{copy.error}; analyzing it again", now=now)
             return
-        except (TransferError, OSError) as error:
+        if copy.error is not None:
             # Back off while the destination stays unreachable or full; never drop the results.
+            error = copy.error
             self._delivery_failures += 1
             delay = Backoff(self.config.executor.retry_backoff_s, self.config.output.retry_max_s).delay(self._delivery_failures)
-            why = error.strerror or str(error)
+            why = (error.strerror if isinstance(error, OSError) else None) or str(error) or type(error).__name__
+            if not isinstance(error, (TransferError, OSError, ReadStalled)):
+                log.error("video %d: delivery failed unexpectedly", video.id, exc_info=error)
             self.store.set_video_state(video.id, S.ANALYZED, f"delivery failed ({why}); results kept in "
                                        f"staging, trying again in {delay:.0f} s", now=now, not_before=now + delay)
             self.store.set_condition("destination", f"cannot deliver to {self.config.output.root}: {why}", now=now)
             return
+        folder, source_note = copy.result
         self._delivery_failures = 0
         self.store.clear_condition("destination", now=now)
         note = f" (keypoints only; behavior labels failed: {entry['behavior_error']})" \
@@ -548,33 +572,65 @@ class Daemon:
             note += f"; {entry['message']} (its raw detections are delivered)"
         self.store.set_video_state(video.id, S.DONE, f"delivered to {folder}{note}", now=now,
                                    output_dir=str(folder), not_before=None)
-        shutil.rmtree(JobFolder(job.folder).video(video.id), ignore_errors=True)
-        self._handle_source(self.store.video(video.id), now)
+        shutil.rmtree(JobFolder(work.job.folder).video(video.id), ignore_errors=True)
+        if source_note:
+            self.store.add_event(source_note, video_id=video.id, now=now)
 
-    def _handle_source(self, video: Video, now: float) -> None:
-        """Delete or move a delivered source video if the config asks for it, and only if unchanged."""
-        action = self.config.output.after_delivery
-        if action == "keep":
-            return
+
+@dataclass(frozen=True)
+class _Delivery:
+    """What one delivery needs, taken in the loop so that the copying thread reads no shared state."""
+
+    video: Video
+    job: Job
+    entry: dict
+    job_result: dict
+    config: Node
+    remote: RemoteDestination | None
+    permissions: Permissions
+    now: float
+
+    def run(self, copy: Read) -> tuple[str, str]:
+        """Copy the results (reporting progress to `copy`), then see to the source; return (folder, what
+        was done with the source, '' for nothing). Raise OutputsGone, TransferError, OSError."""
+        copy.advance("delivering")
+        folder = delivery.deliver(self.video, self.job, self.entry, self.job_result, self.config.output.root,
+                                  dict(self.config.model), now=self.now, remote=self.remote,
+                                  outgoing=Path(self.config.staging.dir) / "outgoing",
+                                  permissions=self.permissions, progress=lambda done: copy.advance(done_bytes=done))
+        return folder, handle_source(self.video, self.config.output.after_delivery, self.config.output.move_to)
+
+
+def _sizes(entry: dict) -> list[int]:
+    """Given a video's result entry, return the sizes of its outputs still in staging."""
+    sizes = []
+    for path in entry.get("outputs", {}).values():
         try:
-            stat = os.stat(video.path)
-        except OSError as error:
-            self.store.add_event(f"source not {action}d: {error.strerror or error}", video_id=video.id, now=now)
-            return
-        if (stat.st_size, stat.st_mtime_ns) != (video.size, video.mtime_ns):
-            self.store.add_event(f"source not {action}d: it changed since it was analyzed", video_id=video.id,
-                                 now=now)
-            return
-        try:
-            if action == "delete":
-                os.unlink(video.path)
-                self.store.add_event("source deleted after delivery (output.after_delivery: delete)",
-                                     video_id=video.id, now=now)
-            else:
-                target = Path(self.config.output.move_to) / video.relpath
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(video.path, target)
-                self.store.add_event(f"source moved to {target} after delivery", video_id=video.id, now=now)
-        except OSError as error:
-            self.store.add_event(f"source not {action}d: {error.strerror or error}", video_id=video.id, now=now)
-            log.error("video %d: could not %s the source: %s", video.id, action, error)
+            sizes.append(os.stat(path).st_size)
+        except OSError:
+            pass
+    return sizes
+
+
+def handle_source(video: Video, action: str, move_to: str) -> str:
+    """Delete or move a delivered source video as output.after_delivery says, only if it is unchanged
+    since it was analyzed; return what was done (or why not) for its events, '' when it is kept."""
+    if action == "keep":
+        return ""
+    try:
+        stat = os.stat(video.path)
+    except OSError as error:
+        return f"source not {action}d: {error.strerror or error}"
+    if (stat.st_size, stat.st_mtime_ns) != (video.size, video.mtime_ns):
+        return f"source not {action}d: it changed since it was analyzed"
+    try:
+        if action == "delete":
+            os.unlink(video.path)
+            return "source deleted after delivery (output.after_delivery: delete)"
+        target = Path(move_to) / video.relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(video.path, target)
+        return f"source moved to {target} after delivery"
+    except OSError as error:
+        log.error("video %d: could not %s the source: %s", video.id, action, error)
+        return f"source not {action}d: {error.strerror or error}"

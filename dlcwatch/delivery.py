@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 import dlcwatch
 from dlcwatch.checksum import sha256_file
@@ -41,10 +42,12 @@ def delivered_name(original_stem: str, staged_stem: str, output: Path) -> str:
 
 def deliver(video: Video, job: Job, entry: dict, job_result: dict, output_root: str | Path,
             model: dict, now: float | None = None, *, remote: RemoteDestination | None = None,
-            outgoing: Path | None = None, permissions: Permissions | None = None) -> str:
+            outgoing: Path | None = None, permissions: Permissions | None = None,
+            progress: Callable[[int], None] | None = None) -> str:
     """Copy one video's results into the output tree, verified, manifest last; return the folder.
 
-    Every file and every folder created gets `permissions` (default: the process umask's).
+    Every file and every folder created gets `permissions` (default: the process umask's);
+    `progress(bytes copied so far)` is called as the copies go (a delivery runs outside the loop).
     With `remote`, the folder is assembled under `outgoing` and then published over rsync.
     Raise OutputsGone if staging lost them, OSError if the destination refuses."""
     permissions = permissions or default_permissions()
@@ -52,23 +55,23 @@ def deliver(video: Video, job: Job, entry: dict, job_result: dict, output_root: 
         folder = output_folder(output_root, video)
         _set_aside_foreign(folder, video, _names_written(video, entry))
         make_folder(folder, below=Path(output_root), permissions=permissions)
-        _assemble(folder, video, job, entry, job_result, model, now, permissions)
+        _assemble(folder, video, job, entry, job_result, model, now, permissions, progress)
         return str(folder)
     relative = output_folder(".", video)
     folder = Path(outgoing) / video_folder_name(video.id) / relative.name
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    manifest = _assemble(folder, video, job, entry, job_result, model, now, permissions)
+    manifest = _assemble(folder, video, job, entry, job_result, model, now, permissions, progress)
     expected = {entry["file"]: entry["sha256"] for entry in manifest["outputs"].values()}
     expected[MANIFEST] = sha256_file(folder / MANIFEST)
-    published = remote.publish(folder, relative.as_posix(), expected, video.sha256, permissions)
+    published = remote.publish(folder, relative.as_posix(), expected, video.sha256, permissions, progress)
     shutil.rmtree(folder.parent, ignore_errors=True)
     return published
 
 
 def _assemble(folder: Path, video: Video, job: Job, entry: dict, job_result: dict, model: dict,
-              now: float | None, permissions: Permissions) -> dict:
+              now: float | None, permissions: Permissions, progress: Callable[[int], None] | None = None) -> dict:
     """Copy the outputs into `folder` under the original name, verified, and write the manifest."""
     outputs = {kind: Path(path) for kind, path in entry.get("outputs", {}).items()}
     gone = [str(path) for path in outputs.values() if not path.is_file()]
@@ -79,7 +82,9 @@ def _assemble(folder: Path, video: Video, job: Job, entry: dict, job_result: dic
     started = time.monotonic()
     for kind, source in sorted(outputs.items()):
         name = delivered_name(original_stem, entry["staged_stem"], source)
-        sha256 = copy_verified(source, folder / name, permissions=permissions)
+        before = sum(item["bytes"] for item in delivered.values())
+        sha256 = copy_verified(source, folder / name, permissions=permissions,
+                               progress=(lambda done: progress(before + done)) if progress else None)
         delivered[kind] = {"file": name, "sha256": sha256, "bytes": source.stat().st_size}
     manifest = {
         "dlcwatch_version": dlcwatch.__version__,

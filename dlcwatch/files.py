@@ -134,11 +134,13 @@ def write_json_atomic(path: Path | str, data: Any, *, permissions: Permissions |
         json.dump(data, stream, indent=2, sort_keys=True, ensure_ascii=False)
 
 
-def copy_verified(source: Path, destination: Path, *, permissions: Permissions | None = None) -> str:
+def copy_verified(source: Path, destination: Path, *, permissions: Permissions | None = None,
+                  progress: Callable[[int], None] | None = None) -> str:
     """Given a file and a destination path, copy it atomically and verified; return its sha256.
 
     The copy is read back from disk and compared with what was read from the source before it
-    is renamed into place. Raise TransferError (or OSError) and leave nothing behind on failure."""
+    is renamed into place; progress(bytes copied so far) follows the copy, and what it raises stops
+    it. Raise TransferError (or OSError) and leave nothing behind on failure."""
     digest = hashlib.sha256()
 
     def verify(temporary: Path) -> None:
@@ -152,6 +154,8 @@ def copy_verified(source: Path, destination: Path, *, permissions: Permissions |
         while chunk := reader.read(CHUNK_BYTES):
             digest.update(chunk)
             writer.write(chunk)
+            if progress is not None:
+                progress(reader.tell())
     return digest.hexdigest()
 
 

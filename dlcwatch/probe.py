@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from dlcwatch.errors import ProbeError, ProbeUnavailableError
-from dlcwatch.run import CommandResult, run
+from dlcwatch.run import CommandResult, bytes_read, run
 
 # Containers whose frame count in the header is exact (ffprobe's format_name lists these names).
 EXACT_FRAME_COUNT_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2", "avi"})
@@ -129,18 +129,6 @@ def run_watched(argv: list[str], progress: Callable[[int], None] | None = None, 
     if result.timed_out:
         raise ProbeUnavailableError(f"{argv[0]} did not finish within {timeout_s:.0f} s (is the file system hanging?)")
     return _result(argv, result, what)
-
-
-def bytes_read(pid: int) -> int:
-    """Given a process id, return the bytes it has read so far (0 if /proc does not say)."""
-    try:
-        with open(f"/proc/{pid}/io", "rb") as stream:
-            for line in stream:
-                if line.startswith(b"rchar:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def _result(argv: list[str], result: CommandResult, what: str = "ffprobe") -> str:

@@ -16,6 +16,7 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from dlcwatch.files import Permissions, TransferError, default_permissions
 from dlcwatch.ssh import SshHost, check_output
@@ -34,7 +35,8 @@ class RemoteDestination:
         return self.ssh.run(command)
 
     def publish(self, local_folder: Path, relative_folder: str, expected: dict[str, str],
-                source_sha256: str | None, permissions: Permissions | None = None) -> str:
+                source_sha256: str | None, permissions: Permissions | None = None,
+                progress: Callable[[int], None] | None = None) -> str:
         """Copy a finished result folder to <root>/<relative_folder>, verified; return the remote path.
 
         `expected` maps file names to sha256. The far side gets `permissions` (default: this
@@ -52,7 +54,7 @@ class RemoteDestination:
         check_output(["rsync", "-rlt", "--checksum", "--protect-args", "--perms",
                       f"--chmod=D{permissions.dir_mode:o},F{permissions.file_mode:o}", *chown,
                       "-e", self.ssh.rsync_e(), f"{local_folder}/", f"{self.host}:{incoming}/"],
-                     f"rsync to {self.host}")
+                     f"rsync to {self.host}", progress=progress)
         self._verify(incoming, expected, permissions)
         aside = f"{final}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"
         same = f"grep -q {shlex.quote(source_sha256 or 'none')} {shlex.quote(final + '/manifest.json')}"

@@ -124,6 +124,18 @@ def _cannot_start(argv: list[str], error: OSError) -> CommandResult:
     return CommandResult(CANNOT_START, stderr=f"{argv[0]}: {error.strerror or error}")
 
 
+def bytes_read(pid: int) -> int:
+    """Given a process id, return the bytes it has read so far (0 if /proc does not say)."""
+    try:
+        with open(f"/proc/{pid}/io", "rb") as stream:
+            for line in stream:
+                if line.startswith(b"rchar:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def last_line(text: str) -> str:
     """Return the last non-blank line of text ('' if none): where most tools say why."""
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]

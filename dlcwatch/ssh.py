@@ -22,9 +22,10 @@ import stat
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 from dlcwatch.errors import SshUnreachable, TransferError
-from dlcwatch.run import CommandResult, Runner, last_line, run
+from dlcwatch.run import CommandResult, Runner, bytes_read, last_line, run
 
 COMMAND_TIMEOUT_S = 600.0
 SSH_FAILED = 255          # ssh's own exit code when it cannot connect or log in
@@ -142,10 +143,17 @@ def socket_folder() -> Path:
     return Path(tempfile.gettempdir()) / f"dlcwatch-ssh-{os.getuid()}"
 
 
-def check_output(argv: list[str], what: str, timeout: float = COMMAND_TIMEOUT_S) -> str:
+def check_output(argv: list[str], what: str, timeout: float | None = COMMAND_TIMEOUT_S,
+                 progress: Callable[[int], None] | None = None) -> str:
     """Given a local argv (ssh, rsync) and what it does in words, run it; return its stdout.
+
+    With `progress`, it is called with the bytes the command has read so far while it runs, and
+    there is no total timeout (a big copy may take hours; the caller gives up on no progress).
     Raise TransferError naming `what` and the last line of its stderr."""
-    result = run(argv, timeout)
+    if progress is None:
+        result = run(argv, timeout)
+    else:
+        result = run(argv, None, watch=lambda pid: progress(bytes_read(pid)))
     if result.ok:
         return result.stdout
     if result.not_found:
