@@ -113,6 +113,20 @@ SCHEMA = Section("dlcwatch configuration", {
                              "memory).", default=8, minimum=1),
         "device": Option("str", "'auto' uses a GPU when the job has one, else the CPU; or e.g. 'cpu', "
                          "'cuda:0'.", default="auto"),
+        "labeled_video": Option("choice", "A labeled video to check the tracking by eye, made in the job with "
+                                "DeepLabCut's create_labeled_video: 'clip' (labeled_clip_s from the middle of the "
+                                "video, cheap enough for every video), 'full' (the whole video) or 'off'. One that "
+                                "fails costs only itself.", default="clip", choices=("off", "clip", "full")),
+        "labeled_clip_s": Option("float", "Length of the labeled clip, seconds.", default=10.0, minimum=1),
+        "multi_animal": Section("Multi-animal projects only (ignored for single-animal ones).", {
+            "auto_track": Option("bool", "Track the animals (DeepLabCut's auto_track); false delivers the "
+                                 "untracked detections table and pickles only.", default=True),
+            "tracker": Option("choice", "Tracker: 'project' uses the project's default_track_method (DeepLabCut's "
+                              "default: ellipse).", default="project",
+                              choices=("project", "ellipse", "box", "skeleton")),
+            "animals": Option("int", "Number of animals to track (n_tracks); 0: one per individual in the "
+                              "project.", default=0, minimum=0),
+        }),
         "filter": Section("Optional filtering of the predictions (deeplabcut.filterpredictions).", {
             "enabled": Option("bool", "Also deliver filtered keypoints.", default=False),
             "type": Option("choice", "Filter type.", default="median", choices=("median", "arima", "spline")),

@@ -26,7 +26,7 @@ from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
 from dlcwatch.files import Permissions, make_private_folder, write_json_atomic
 from dlcwatch.intake import Intake, open_for_reading
-from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, OK, SPEC_VERSION, ArrayFolder, JobFolder, read_result
+from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, NO_ANIMAL, OK, SPEC_VERSION, ArrayFolder, JobFolder, read_result
 from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
 from dlcwatch.packing import pack_by_frames
 from dlcwatch.reads import Read, ReadPool, ReadStalled
@@ -406,7 +406,9 @@ class Daemon:
             "result": files.job_path(result_path),
             "model": {"config": files.model_config(model.config), "shuffle": model.shuffle,
                       "trainingsetindex": model.trainingsetindex, "batch_size": model.batch_size,
-                      "device": "cpu" if job.resources.get("gpus") == 0 else model.device},
+                      "device": "cpu" if job.resources.get("gpus") == 0 else model.device,
+                      "multi_animal": dict(model.multi_animal),
+                      "labeled_video": {"mode": model.labeled_video, "clip_s": model.labeled_clip_s}},
             "filter": dict(model.filter), "copy_videos": self.config.staging.copy_videos and not files.staged,
             "behavior_model": files.behavior_model(self.config.behavior.model) or None,
             "videos": [{"id": video.id, "path": self.store.video(video.id).staged_path or video.path,
@@ -466,8 +468,9 @@ class Daemon:
         for video in self._job_videos(job, [S.SUBMITTED, S.RUNNING]):
             entry = entries.get(str(video.id))
             outcome = entry.get("status") if entry else None
-            if outcome == OK:
+            if outcome in (OK, NO_ANIMAL):
                 note = f"; no behavior labels: {entry['behavior_error']}" if entry.get("behavior_error") else ""
+                note += f"; {entry['message']}" if outcome == NO_ANIMAL else ""
                 self.store.set_video_state(video.id, S.ANALYZED, f"analyzed in job {job.id}: {entry['frames']} "
                                            f"frames in {entry.get('seconds', 0):.1f} s{note}", now=now,
                                            not_before=None)
@@ -575,6 +578,8 @@ class Daemon:
         self.store.clear_condition("destination", now=now)
         note = f" (keypoints only; behavior labels failed: {entry['behavior_error']})" \
             if entry.get("behavior_error") else ""
+        if entry.get("status") == NO_ANIMAL:
+            note += f"; {entry['message']} (its raw detections are delivered)"
         self.store.set_video_state(video.id, S.DONE, f"delivered to {folder}{note}", now=now,
                                    output_dir=str(folder), not_before=None)
         shutil.rmtree(JobFolder(work.job.folder).video(video.id), ignore_errors=True)

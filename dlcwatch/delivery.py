@@ -98,6 +98,8 @@ def _assemble(folder: Path, video: Video, job: Job, entry: dict, job_result: dic
         "job": {"id": job.id, "executor": job.executor, "executor_job_id": job.executor_job_id,
                 "host": job_result.get("host"), "attempts": video.attempts},
         "outputs": delivered,
+        "analysis": {key: entry[key] for key in ("status", "message", "tracking", "labeled_video",
+                                                 "labeled_video_error") if key in entry},
         "timings": {"queued_at": video.created, "model_load_s": job_result.get("load_seconds"),
                     "analysis_s": entry.get("seconds"), "delivery_s": round(time.monotonic() - started, 3),
                     "delivered_at": time.time() if now is None else now},

@@ -26,6 +26,7 @@ EXIT_ATTEMPT_FAILED = 75  # at least one video failed for a reason worth another
 # Per-video outcomes in the result file.
 OK = "ok"
 BAD_VIDEO = "bad_video"    # the video itself is unusable: quarantine, do not retry
+NO_ANIMAL = "no_animal"    # analyzed, but no animal was found in it: deliver what there is, done
 MISSING = "missing"        # the source file is gone
 ERROR = "error"            # this attempt failed (out of memory, a crash, …): retry
 

@@ -303,7 +303,10 @@ def build_qc_figure(keypoints_h5: Path, video_path: Path, *, likelihood_threshol
     FigureCanvasAgg(fig)
     rows = fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
     row_iter = iter(rows)
-    colors = dict(zip(bodyparts, _colors(len(bodyparts)), strict=True))
+    # One colour per animal where there are several (people follow animals, and a swap of
+    # identities shows as a colour jumping from one animal to the other); else per body part.
+    keys = keypoints.individuals if keypoints.multi_animal else bodyparts
+    colors = dict(zip(keys, _colors(len(keys)), strict=True))
 
     header = next(row_iter)
     header.text(0.5, 0.97, f"QC: {title or Path(video_path).name}", ha="center", va="top", fontsize=15,
@@ -354,11 +357,24 @@ def _header_lines(keypoints: Keypoints, video: _Video, video_path: Path, thresho
         worst = int(np.argmax(per_point))
         summary += f" · worst: {_point_label(keypoints, worst)} ({100 * per_point[worst]:.0f}%)"
     lines = [" · ".join(facts), summary]
+    if keypoints.multi_animal and n:
+        lines.append("tracked: " + ", ".join(f"{individual} in {100 * share:.0f}% of frames"
+                                             for individual, share in tracked_fractions(keypoints).items()))
     if video.problem:
         lines.append(f"Note: frames not shown: {video.problem}")
     if behavior_problem:
         lines.append(f"Note: no ethogram: {behavior_problem}")
     return lines
+
+
+def tracked_fractions(keypoints: Keypoints) -> dict[str, float]:
+    """Given multi-animal keypoints, return each individual's share of frames with any position."""
+    shares = {}
+    for individual in keypoints.individuals:
+        columns = [j for j, (owner, _) in enumerate(keypoints.points) if owner == individual]
+        seen = np.isfinite(keypoints.x[:, columns]).any(axis=1) if keypoints.n_frames else np.zeros(0, bool)
+        shares[individual] = float(seen.mean()) if seen.size else 0.0
+    return shares
 
 
 def _point_label(keypoints: Keypoints, j: int) -> str:
@@ -376,11 +392,14 @@ def _plot_likelihood(ax, keypoints: Keypoints, colors: dict, threshold: float, s
     """
     # In multi-animal tables NaN means "not detected": that is likelihood 0 for QC.
     likelihood = np.nan_to_num(keypoints.likelihood, nan=0.0)
+    by_animal = keypoints.multi_animal
+    names = keypoints.individuals if by_animal else keypoints.bodyparts
+    level = 0 if by_animal else 1
     per_bodypart = np.column_stack([
-        likelihood[:, [j for j, (_, bp) in enumerate(keypoints.points) if bp == bodypart]].mean(axis=1)
-        for bodypart in keypoints.bodyparts
-    ]) if keypoints.n_frames else np.zeros((0, len(keypoints.bodyparts)))
-    heatmap = len(keypoints.bodyparts) > MAX_LINES
+        likelihood[:, [j for j, point in enumerate(keypoints.points) if point[level] == name]].mean(axis=1)
+        for name in names
+    ]) if keypoints.n_frames else np.zeros((0, len(names)))
+    heatmap = len(names) > MAX_LINES
     centres, means, per_bin = _binned_mean(per_bodypart, MAX_HEATMAP_BINS if heatmap else MAX_PLOT_POINTS)
     end = max(keypoints.n_frames - 1, 1) * scale
 
@@ -388,15 +407,15 @@ def _plot_likelihood(ax, keypoints: Keypoints, colors: dict, threshold: float, s
         # Red below the threshold, green above it, so trouble stands out at a glance.
         norm = TwoSlopeNorm(vmin=0.0, vcenter=min(max(threshold, 0.01), 0.99), vmax=1.0)
         image = ax.imshow(means.T, aspect="auto", interpolation="nearest", cmap="RdYlGn", norm=norm,
-                          extent=(0, end if keypoints.n_frames else 1, len(keypoints.bodyparts) - 0.5, -0.5))
-        ax.set_yticks(range(len(keypoints.bodyparts)), keypoints.bodyparts, fontsize=8)
+                          extent=(0, end if keypoints.n_frames else 1, len(names) - 0.5, -0.5))
+        ax.set_yticks(range(len(names)), names, fontsize=8)
         bar = ax.figure.colorbar(image, ax=ax, location="right", fraction=0.04, pad=0.01)
         bar.set_label("likelihood")
         bar.ax.axhline(threshold, color="black", lw=1.5)
         bar.set_ticks(sorted({0.0, threshold, 1.0}))
     else:
-        for k, bodypart in enumerate(keypoints.bodyparts):
-            ax.plot(centres * scale, means[:, k], color=colors[bodypart], lw=1.0, label=bodypart)
+        for k, name in enumerate(names):
+            ax.plot(centres * scale, means[:, k], color=colors[name], lw=1.0, label=name)
         ax.axhline(threshold, color="red", ls="--", lw=1.2, label=f"threshold {threshold:g}")
         ax.set_ylim(-0.03, 1.03)
         ax.set_ylabel("likelihood")
@@ -405,9 +424,8 @@ def _plot_likelihood(ax, keypoints: Keypoints, colors: dict, threshold: float, s
         if keypoints.n_frames:
             ax.set_xlim(0, end)
     ax.set_xlabel(x_label)
-    title = "Likelihood over time per body part"
-    if keypoints.multi_animal:
-        title += ", mean over individuals"
+    title = "Likelihood over time per animal, mean over its body parts (untracked: 0)" if by_animal \
+        else "Likelihood over time per body part"
     if per_bin > 1:
         title += f" (mean per {per_bin} frames)"
     ax.set_title(title, loc="left", fontsize=11)
@@ -422,8 +440,6 @@ def _plot_under_threshold(ax, keypoints: Keypoints, colors: dict, threshold: flo
     individuals = keypoints.individuals
     group = len(individuals)
     height = 0.8 / group
-    # Shades of gray for individuals, so they cannot be mistaken for body part colors.
-    shades = [str(level) for level in np.linspace(0.25, 0.75, group)] if group > 1 else []
     for i, individual in enumerate(individuals):
         ys, widths, bar_colors = [], [], []
         for j, (ind, bodypart) in enumerate(keypoints.points):
@@ -431,9 +447,9 @@ def _plot_under_threshold(ax, keypoints: Keypoints, colors: dict, threshold: flo
                 continue
             ys.append(bodyparts.index(bodypart) + (i - (group - 1) / 2) * height)
             widths.append(under[j])
-            bar_colors.append(colors[bodypart])
+            bar_colors.append(colors.get(bodypart))
         label = individual if keypoints.multi_animal else None
-        bars = ax.barh(ys, widths, height=height * 0.9, color=bar_colors if group == 1 else shades[i],
+        bars = ax.barh(ys, widths, height=height * 0.9, color=colors[individual] if keypoints.multi_animal else bar_colors,
                        label=label, edgecolor="black", linewidth=0.3)
         if group == 1 or len(bodyparts) * group <= 40:
             ax.bar_label(bars, labels=[f"{w:.0f}%" for w in widths], fontsize=7, padding=2)
@@ -496,11 +512,13 @@ def _plot_frames(subfig, keypoints: Keypoints, video: _Video, colors: dict, thre
                 va="center", fontsize=11, color="#a00000", transform=ax.transAxes)
         return
     axes = np.atleast_1d(subfig.subplots(1, len(video.frames)))
-    caption = f"Sample frames: color = body part, filled = likelihood ≥ {threshold:g}, × = under"
     if keypoints.multi_animal:
-        caption += "; shape = individual (" + ", ".join(
-            f"{_MARKER_NAMES.get(MARKERS[i % len(MARKERS)], MARKERS[i % len(MARKERS)])} {individual}"
-            for i, individual in enumerate(keypoints.individuals)) + ")"
+        caption = (f"Sample frames: color = animal ({', '.join(keypoints.individuals)}), shape = body part ("
+                   + ", ".join(f"{_MARKER_NAMES.get(MARKERS[i % len(MARKERS)], MARKERS[i % len(MARKERS)])} {part}"
+                               for i, part in enumerate(keypoints.bodyparts))
+                   + f"), filled = likelihood ≥ {threshold:g}, × = under")
+    else:
+        caption = f"Sample frames: color = body part, filled = likelihood ≥ {threshold:g}, × = under"
     subfig.suptitle(caption, fontsize=10, x=0.01, ha="left")
     for ax, (index, image) in zip(axes, video.frames, strict=True):
         ax.imshow(image)
@@ -514,13 +532,17 @@ def _plot_frames(subfig, keypoints: Keypoints, video: _Video, colors: dict, thre
         for j, (individual, bodypart) in enumerate(keypoints.points):
             if not (np.isfinite(xs[j]) and np.isfinite(ys[j])):
                 continue
-            marker = MARKERS[keypoints.individuals.index(individual) % len(MARKERS)]
+            if keypoints.multi_animal:
+                marker = MARKERS[keypoints.bodyparts.index(bodypart) % len(MARKERS)]
+                color = colors[individual]
+            else:
+                marker, color = "o", colors[bodypart]
             good = np.isfinite(ls[j]) and ls[j] >= threshold
             if not good:
                 # A white cross underneath keeps the colored one visible on any background.
                 ax.scatter(xs[j], ys[j], s=48, marker="x", color="white", linewidths=3.6, zorder=2)
             ax.scatter(xs[j], ys[j], s=40 if good else 48, marker=marker if good else "x",
-                       color=colors[bodypart], edgecolors="white" if good else None,
+                       color=color, edgecolors="white" if good else None,
                        linewidths=0.7 if good else 2.0, zorder=3)
         height, width = image.shape[:2]
         # Keypoints outside the image would otherwise stretch the axes.

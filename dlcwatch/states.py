@@ -13,6 +13,9 @@ A video:
                                  (failed from queued: it can never run there, e.g. larger
                                  than the cluster's scratch quota)
 
+A multi-animal video in which no animal was found goes the normal way to done: it was analyzed,
+and what DeepLabCut found (nothing to track) is delivered; its events say so.
+
 A person's `dlcwatch retry` sends a failed, quarantined or missing video back to settling,
 so it is probed and fingerprinted again before anything else happens to it.
 """

@@ -24,6 +24,7 @@ from dlcwatch.jobspec import (
     EXIT_OK,
     EXIT_USAGE,
     MISSING,
+    NO_ANIMAL,
     OK,
     read_json,
     read_result,
@@ -65,7 +66,7 @@ def run_job(spec: dict) -> int:
     result = {
         "job_id": spec["job_id"], "started": time.time(), "finished": None, "exit_code": None,
         "host": _hostname(), "videos": {key: value for key, value in previous.get("videos", {}).items()
-                                        if value.get("status") in (OK, BAD_VIDEO)},
+                                        if value.get("status") in (OK, NO_ANIMAL, BAD_VIDEO)},
     }
     write_json_atomic(result_path, result)
     pending = [video for video in spec["videos"] if str(video["id"]) not in result["videos"]]
@@ -87,9 +88,14 @@ def _load(spec: dict, work_dir: Path, result: dict):
     started = time.monotonic()
     deeplabcut = analysis.load_deeplabcut()
     settings = spec["model"]
-    config = analysis.prepare_project(Path(settings["config"]), work_dir / "project")
+    multi_animal = settings.get("multi_animal") or {}
+    tracker = multi_animal.get("tracker", "project")
+    config = analysis.prepare_project(Path(settings["config"]), work_dir / "project",
+                                      {} if tracker == "project" else {"default_track_method": tracker})
     model = analysis.resolve_model(deeplabcut, config, settings["shuffle"], settings["trainingsetindex"],
-                                   settings["batch_size"], settings["device"])
+                                   settings["batch_size"], settings["device"], multi_animal)
+    if model.multi_animal and model.auto_track:
+        analysis.check_tracker()  # once here, not one wasted analysis per video
     result.update(dlc_version=analysis.dlc_version(deeplabcut), engine=model.engine, device=model.device,
                   load_seconds=analysis.elapsed(started))
     log.info("DeepLabCut %s, %s engine on %s, loaded in %.1f s", result["dlc_version"], model.engine,
@@ -117,35 +123,41 @@ def analyze_one(deeplabcut, model: analysis.Model, spec: dict, video: dict, work
         else:
             staged.symlink_to(source)
         log.info("video %s: analyzing %s", video["id"], source)
+        no_animal = False
         try:
             scorer = analysis.analyze(deeplabcut, model, staged, output)
+        except analysis.NoAnimalFound:
+            no_animal, scorer = True, ""
         except Exception as error:  # noqa: BLE001
             if _looks_like_bad_video(error):
                 raise BadVideo(f"DeepLabCut cannot read the video: {error}") from error
             raise
-        outputs = analysis.find_outputs(output, staged.stem)
-        if "keypoints_h5" not in outputs:
-            raise RuntimeError(f"DeepLabCut wrote no .h5 for the video (found {sorted(p.name for p in output.iterdir())})")
-        rows = analysis.count_rows(outputs["keypoints_h5"])
-        if rows != video["frames"]:
-            raise BadVideo(f"DeepLabCut produced {rows} rows but ffprobe counted {video['frames']} frames: "
-                           "the file is damaged or its frame count is unreliable")
+        outputs = _outputs(model, output, staged.stem)
+        if model.multi_animal:
+            entry = _multi_animal_tables(model, outputs, output, staged.stem, video, no_animal)
+            outputs = _outputs(model, output, staged.stem)
+        else:
+            entry = _single_animal_table(outputs, video)
+        entry.update(scorer=scorer or entry.pop("scorer", ""), staged_stem=staged.stem)
         filtering = spec.get("filter") or {}
-        if filtering.get("enabled"):
+        trackable = not model.multi_animal or (model.auto_track and entry["status"] == OK)
+        if filtering.get("enabled") and trackable:
             analysis.filter_predictions(deeplabcut, model, staged, output, filtering["type"],
                                         filtering["window_length"])
-            outputs = analysis.find_outputs(output, staged.stem)
-        entry = {"status": OK, "scorer": scorer, "frames": rows, "staged_stem": staged.stem}
-        if spec.get("behavior_model"):
+            outputs.update(_outputs(model, output, staged.stem))
+        if spec.get("behavior_model") and entry["status"] == OK:
             labels, error = _behavior_labels(spec["behavior_model"], outputs, video, output, staged.stem)
             outputs.update(labels)
             if error:
                 entry["behavior_error"] = error
         outputs.update(_quality_picture(staged, outputs["keypoints_h5"], output, outputs.get("behavior_csv"),
                                         source.name))
+        mode = (spec["model"].get("labeled_video") or {}).get("mode", "off")
+        if mode != "off" and (not model.multi_animal or model.auto_track):
+            outputs.update(_labeled_video(deeplabcut, model, staged, output, outputs, video, spec["model"], entry))
         if spec.get("copy_videos"):
             staged.unlink()
-        log.info("video %s: %d frames analyzed in %.1f s", video["id"], rows, time.monotonic() - started)
+        log.info("video %s: %d frames analyzed in %.1f s", video["id"], entry["frames"], time.monotonic() - started)
         return {**entry, "seconds": analysis.elapsed(started),
                 "outputs": {kind: str(path) for kind, path in outputs.items()}}
     except BadVideo as error:
@@ -154,6 +166,81 @@ def analyze_one(deeplabcut, model: analysis.Model, spec: dict, video: dict, work
     except Exception as error:  # noqa: BLE001 - any other failure is this attempt's, not the video's
         log.error("video %s: attempt failed:\n%s", video["id"], traceback.format_exc())
         return {"status": ERROR, "message": f"{type(error).__name__}: {error}", "seconds": analysis.elapsed(started)}
+
+
+def _outputs(model: analysis.Model, output: Path, stem: str) -> dict[str, Path]:
+    """Return the files to deliver; of a single-animal project's pickles only the meta (its table holds
+    the same detections, the full pickle would only double the size)."""
+    outputs = analysis.find_outputs(output, stem)
+    if not model.multi_animal:
+        for kind in ("dlc_detections", "dlc_assemblies"):
+            outputs.pop(kind, None)
+    return outputs
+
+
+def _single_animal_table(outputs: dict, video: dict) -> dict:
+    """Check a single-animal table has one row per frame; return the video's result entry so far."""
+    if "keypoints_h5" not in outputs:
+        raise RuntimeError(f"DeepLabCut wrote no .h5 for the video (found {sorted(p.name for p in outputs.values())})")
+    rows = analysis.count_rows(outputs["keypoints_h5"])
+    if rows != video["frames"]:
+        raise BadVideo(f"DeepLabCut produced {rows} rows but ffprobe counted {video['frames']} frames: "
+                       "the file is damaged or its frame count is unreliable")
+    return {"status": OK, "frames": rows}
+
+
+def _multi_animal_tables(model: analysis.Model, outputs: dict, output: Path, stem: str, video: dict,
+                         no_animal: bool) -> dict:
+    """Given a multi-animal video's outputs, give its table one row per frame (an empty table where no
+    animal was tracked); return the video's result entry so far."""
+    detections = outputs.get("dlc_detections")
+    if detections is None:
+        raise RuntimeError(f"DeepLabCut wrote no detections (_full.pickle) for the video "
+                           f"(found {sorted(p.name for p in output.iterdir())})")
+    frames = analysis.frames_analyzed(detections)
+    if frames != video["frames"]:
+        raise BadVideo(f"DeepLabCut read {frames} frames but ffprobe counted {video['frames']} frames: "
+                       "the file is damaged or its frame count is unreliable")
+    prefix = detections.name[:-len("_full.pickle")]
+    entry = {"status": OK, "frames": frames, "scorer": prefix[len(stem):]}
+    if no_animal:
+        seen = analysis.frames_with_detections(outputs["dlc_assemblies"]) if "dlc_assemblies" in outputs else 0
+        table = analysis.write_empty_tracked_table(model.config, output, prefix, model.tracker_suffix, frames)
+        reason = ("no animal found: DeepLabCut detected no animal in any frame" if not seen else
+                  f"no animal found: animals were detected in {seen} of {frames} frames, but no track lasted "
+                  "long enough to keep")
+        log.info("video %s: %s", video["id"], reason)
+        entry.update(status=NO_ANIMAL, message=reason, tracking=analysis.tracking_summary(analysis.read_table(table)))
+    elif model.auto_track:
+        table = outputs.get("keypoints_h5")
+        if table is None:
+            raise RuntimeError("DeepLabCut tracked the video but wrote no table")
+        try:
+            entry["tracking"] = analysis.complete_tracked_table(table, outputs.get("keypoints_csv"), frames)
+        except ValueError as error:
+            raise BadVideo(str(error)) from error
+    else:
+        if "keypoints_h5" not in outputs:
+            raise RuntimeError("DeepLabCut wrote no table of detections (save_as_df)")
+        entry["tracking"] = {"frames": frames, "auto_track": False}
+    return entry
+
+
+def _labeled_video(deeplabcut, model: analysis.Model, staged: Path, output: Path, outputs: dict, video: dict,
+                   settings: dict, entry: dict) -> dict[str, Path]:
+    """Make the labeled video; a failure here is recorded and costs the labeled video, never the keypoints."""
+    labeled = settings.get("labeled_video") or {}
+    table = outputs.get("keypoints_filtered_h5", outputs["keypoints_h5"])
+    started = time.monotonic()
+    try:
+        path, shown = analysis.make_labeled_video(deeplabcut, model, staged, output, table, labeled.get("mode", "clip"),
+                                                  float(labeled.get("clip_s", 10.0)), video.get("fps"))
+    except Exception as error:  # noqa: BLE001
+        log.warning("video %s: no labeled video:\n%s", video["id"], traceback.format_exc())
+        entry["labeled_video_error"] = f"{type(error).__name__}: {error}"
+        return {}
+    entry["labeled_video"] = {**shown, "made_in_s": analysis.elapsed(started)}
+    return {"labeled_video": path}
 
 
 def _behavior_labels(model: str, outputs: dict, video: dict, output: Path, stem: str) -> tuple[dict, str]:
@@ -188,7 +275,7 @@ def _looks_like_bad_video(error: Exception) -> bool:
 
 
 def _finish(result: dict, result_path: Path) -> int:
-    statuses = {entry["status"] for entry in result["videos"].values()}
+    statuses = {entry["status"] for entry in result["videos"].values()}  # NO_ANIMAL ends well: exit 0
     if ERROR in statuses:
         code = EXIT_ATTEMPT_FAILED
     elif BAD_VIDEO in statuses:

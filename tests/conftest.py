@@ -48,6 +48,18 @@ def tiny_model(tmp_path_factory) -> Path:
     return Path(completed.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="session")
+def tiny_ma_model(tmp_path_factory) -> Path:
+    """A real two-animal DeepLabCut project, trained once per test session on the CPU; its config.yaml."""
+    if not HAVE_DLC:
+        pytest.skip("DeepLabCut is not installed (scripts/install-dlc.sh)")
+    folder = tmp_path_factory.mktemp("tiny-ma-model")
+    completed = subprocess.run([sys.executable, "-m", "dlcwatch.tinymadlc", str(folder)],
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return Path(completed.stdout.strip().splitlines()[-1])
+
+
 def write_config(folder: Path, model_config: Path | str, **sections) -> Path:
     """Write a config for a lab rooted in `folder` (videos/, results/, staging/, state/); return its path."""
     (folder / "videos").mkdir(parents=True, exist_ok=True)

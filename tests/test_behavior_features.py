@@ -22,7 +22,7 @@ from dlcwatch.behavior.features import (
     training_bins,
     window_of_each_frame,
 )
-from dlcwatch.behavior.keypoints import find_keypoint_files, read_dlc_fps, read_keypoints
+from dlcwatch.behavior.keypoints import find_keypoint_files, read_dlc_fps, read_frame_rate, read_keypoints
 
 try:
     from tests.behavior_synth import BODYPARTS, make_trajectory, to_dlc_table, write_dlc
@@ -252,3 +252,38 @@ def test_frame_rate_is_read_from_deeplabcut_metadata(tmp_path):
     assert read_dlc_fps(tmp_path / "videoDLC.h5") == pytest.approx(29.97)
     assert read_dlc_fps(tmp_path / "videoDLC_filtered.h5") == pytest.approx(29.97)
     assert read_dlc_fps(tmp_path / "other.h5") is None
+
+
+def test_a_delivered_tree_gives_each_video_once_filtered_by_default(tmp_path):
+    scorer = "DLC_Resnet50_miceNov27shuffle1_snapshot_best-25"
+    for video in ("day1/cage2/trial1", "day1/trial2"):
+        folder = tmp_path / video
+        folder.mkdir(parents=True)
+        stem = folder.name + scorer
+        for name in (f"{stem}_el.h5", f"{stem}_el.csv", f"{stem}_el_filtered.h5", f"{stem}_el_filtered.csv",
+                     f"{stem}_meta.pickle", f"{stem}_full.pickle", f"{stem}_assemblies.pickle",
+                     f"{folder.name}_behavior.csv", "manifest.json"):
+            (folder / name).write_text("")
+    said = []
+    found = find_keypoint_files([tmp_path], report=said.append)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+        f"day1/cage2/trial1/trial1{scorer}_el_filtered.h5", f"day1/trial2/trial2{scorer}_el_filtered.h5"]
+    assert len(said) == 2 and "using the filtered table" in said[0] and "--unfiltered" in said[0]
+    unfiltered = find_keypoint_files([tmp_path], unfiltered=True)
+    assert [p.name for p in unfiltered] == [f"trial1{scorer}_el.h5", f"trial2{scorer}_el.h5"]
+
+
+def test_frame_rate_from_the_manifest_that_lists_the_table_then_the_meta_pickle(tmp_path):
+    import json
+    import pickle
+
+    scorer = "DLC_Resnet50_miceNov27shuffle1_snapshot_best-25"
+    table = tmp_path / f"trial{scorer}_el_filtered.h5"
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "source": {"fps": 25.0}, "outputs": {"keypoints_filtered_h5": {"file": table.name}}}))
+    assert read_frame_rate(table) == pytest.approx(25.0)
+    assert read_frame_rate(tmp_path / "another.h5") is None  # a manifest speaks only for the files it lists
+    with open(tmp_path / f"trial{scorer}_meta.pickle", "wb") as handle:
+        pickle.dump({"data": {"fps": 29.97}}, handle)
+    (tmp_path / "manifest.json").unlink()
+    assert read_frame_rate(table) == pytest.approx(29.97)  # a tracked, filtered table shares the video's meta

@@ -54,6 +54,9 @@ def assert_delivered(folder: Path, results: Path, source: Path, relpath: str):
     keypoints = pd.read_hdf(folder / manifest["outputs"]["keypoints_h5"]["file"])
     assert len(keypoints) == manifest["source"]["frames"]
     assert manifest["model"]["engine"] == "pytorch" and manifest["model"]["deeplabcut_version"] == "3.0.2"
+    # What DeepLabCut's own tools need beside the table, and a labeled clip (model.labeled_video: clip).
+    assert manifest["outputs"]["dlc_meta"]["file"].endswith("_meta.pickle")
+    assert manifest["outputs"]["labeled_video"]["file"].endswith("_labeled_clip.mp4")
     return manifest
 
 
@@ -83,6 +86,14 @@ def test_videos_in_keypoints_out_bad_ones_quarantined(tiny_model, tmp_path):
     # staging keeps job records, not analysis outputs
     assert not list((tmp_path / "staging").glob("jobs/*/video*"))
     assert not list((tmp_path / "staging").glob("jobs/*/project"))
+    # DeepLabCut's own tools work on a delivered folder: it holds the table and the meta pickle they read.
+    folder = Path(by_name["plain.mp4"].output_dir)
+    script = ("import os, sys; os.environ['DLClight'] = 'True'; import deeplabcut; "
+              "print(deeplabcut.create_labeled_video(sys.argv[1], [sys.argv[2]], destfolder=sys.argv[3]))")
+    completed = subprocess.run([sys.executable, "-c", script, str(tiny_model), str(sources["plain.mp4"]), str(folder)],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0 and completed.stdout.strip().splitlines()[-1] == "[True]", completed.stderr[-2000:]
+    assert list(folder.glob("plainDLC_*_labeled.mp4"))
 
 
 def test_an_attempt_that_keeps_failing_ends_failed_after_max_attempts(tiny_model, tmp_path):

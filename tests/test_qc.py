@@ -116,14 +116,26 @@ def test_all_panels_with_the_right_numbers(single_h5, video, behavior_csv):
     assert len(frames) == 4 and frames[0].get_array().shape[:2] == (128, 128)
 
 
-def test_multi_animal_table(multi_h5, video):
-    keypoints = load_keypoints(multi_h5)
+def test_multi_animal_table(tmp_path, video):
+    table = keypoint_table(["mouse1", "mouse2"])
+    table.loc[FRAMES // 2:, (SCORER, "mouse2")] = np.nan  # mouse2 leaves half way: untracked, empty rows
+    path = tmp_path / "miceDLC_el.h5"
+    table.to_hdf(path, key="df_with_missing", format="table", mode="w")
+    keypoints = load_keypoints(path)
     assert keypoints.multi_animal and keypoints.individuals == ["mouse1", "mouse2"]
     assert keypoints.x.shape == (FRAMES, 8)
-    figure = build_qc_figure(multi_h5, video, n_frames=2)
+    figure = build_qc_figure(path, video, n_frames=2)
     text = texts(figure)
-    assert "mean over individuals" in text and "mouse2" in text and "● mouse1" in text
+    assert "tracked: mouse1 in 100% of frames, mouse2 in 50% of frames" in text
+    assert "per animal" in text and "color = animal (mouse1, mouse2)" in text
     assert len(images(figure)) == 2
+    # Each animal has one colour of its own, in the likelihood lines and on the frames.
+    lines = {line.get_label(): line.get_color() for line in
+             axes_titled(figure, "Likelihood over time per animal, mean over its body parts (untracked: 0)").lines}
+    assert lines["mouse1"] != lines["mouse2"]
+    first_frame = [ax for ax in figure.findobj(Axes) if ax.get_title().startswith("frame ")][0]
+    drawn = {tuple(np.round(c.get_facecolor()[0], 3)) for c in first_frame.collections} - {(1.0, 1.0, 1.0, 1.0)}
+    assert len(drawn) == 2  # both animals are in the first frame shown, one colour each (white: under a cross)
 
 
 def test_many_body_parts_give_a_heatmap(tmp_path, video):

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+import cv2
 import pandas as pd
 
 from conftest import needs_dlc
@@ -33,7 +34,7 @@ def test_worker_analyzes_checks_frames_and_reports_each_video(tiny_model, tmp_pa
     spec = {
         "job_id": 9, "work_dir": str(work), "result": str(work / "result.json"),
         "model": {"config": str(project / "config.yaml"), "shuffle": 1, "trainingsetindex": 0, "batch_size": 4,
-                  "device": "cpu"},
+                  "device": "cpu", "labeled_video": {"mode": "full"}},
         "filter": {"enabled": True, "type": "median", "window_length": 5},
         "videos": [{"id": 1, "path": str(good), "frames": 40},
                    {"id": 2, "path": str(lying), "frames": 31},  # ffprobe "said" 31: a mismatch
@@ -47,8 +48,14 @@ def test_worker_analyzes_checks_frames_and_reports_each_video(tiny_model, tmp_pa
     assert result["engine"] == "pytorch" and result["dlc_version"] == "3.0.2"
     first, second, third = (result["videos"][key] for key in ("1", "2", "3"))
     assert first["status"] == OK and first["frames"] == 40
+    # DeepLabCut's meta pickle (its tools need it beside the table), not its full pickle (the table holds that).
     assert set(first["outputs"]) == {"keypoints_h5", "keypoints_csv", "keypoints_filtered_h5",
-                                     "keypoints_filtered_csv", "qc_png"}
+                                     "keypoints_filtered_csv", "qc_png", "dlc_meta", "labeled_video"}
+    assert first["outputs"]["dlc_meta"].endswith("_meta.pickle")
+    assert first["labeled_video"]["mode"] == "full" and first["outputs"]["labeled_video"].endswith("_labeled.mp4")
+    capture = cv2.VideoCapture(first["outputs"]["labeled_video"])
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 40
+    capture.release()
     with open(first["outputs"]["qc_png"], "rb") as picture:
         assert picture.read(8) == b"\x89PNG\r\n\x1a\n"
     assert len(pd.read_hdf(first["outputs"]["keypoints_h5"])) == 40
@@ -98,3 +105,4 @@ def test_a_labeled_video_that_fails_costs_only_itself(tmp_path):
                                  {"labeled_video": {"mode": "clip", "clip_s": 1}}, entry)
     assert made == {} and "OpenCV could not read" in entry["labeled_video_error"]
     assert "labeled_video" not in entry and entry["status"] == OK
+    assert not (tmp_path / analysis.LABELED_CLIP_FOLDER).exists()  # its working folder is gone too

@@ -48,7 +48,10 @@ def _add_train(actions: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, type=Path, metavar="MODEL",
                        help="model file to write, e.g. mouse-behaviors.joblib")
     train.add_argument("--fps", type=_positive_float, metavar="F",
-                       help="frame rate of the videos (default: read from DeepLabCut's *_meta.pickle files)")
+                       help="frame rate of the videos (default: from dlcwatch's manifest.json or DeepLabCut's "
+                       "*_meta.pickle beside each file)")
+    train.add_argument("--unfiltered", action="store_true",
+                       help="in folders, read each video's unfiltered table (default: the filtered one where both exist)")
     train.add_argument("--bodyparts", nargs="+", metavar="NAME",
                        help="body parts to use, in this order (default: all of the first file's)")
     train.add_argument("--min-cluster-size", nargs=2, type=_positive_float, default=(0.5, 1.0),
@@ -72,7 +75,8 @@ def _add_predict(actions: argparse._SubParsersAction) -> None:
     predict.add_argument("keypoints", type=Path, metavar="KEYPOINTS", help="DeepLabCut .h5 or .csv keypoint file")
     predict.add_argument("--model", required=True, type=Path, metavar="MODEL", help="behavior model file")
     predict.add_argument("--fps", type=_positive_float, metavar="F",
-                         help="frame rate of the video (default: DeepLabCut's *_meta.pickle, else the model's)")
+                         help="frame rate of the video (default: dlcwatch's manifest.json or DeepLabCut's "
+                         "*_meta.pickle beside it, else the model's)")
     predict.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: the keypoint file's)")
     predict.set_defaults(func=_predict)
 
@@ -180,7 +184,7 @@ def _train(args: argparse.Namespace) -> int:
                 status.update(f"train: {message.strip()} …")
 
             written = train_and_save(args.keypoints, args.out, args.fps, config=config, bodyparts=args.bodyparts,
-                                     progress=progress)
+                                     unfiltered=args.unfiltered, progress=progress)
     except (BehaviorError, OSError) as error:
         return _fail(error)
     for kind, path in written.items():
@@ -189,7 +193,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from dlcwatch.behavior.keypoints import read_dlc_fps
+    from dlcwatch.behavior.keypoints import read_frame_rate
     from dlcwatch.behavior.model_io import load_model
     from dlcwatch.behavior.predict import label_keypoints_file
 
@@ -197,10 +201,10 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         if not args.keypoints.is_file():
             raise BehaviorError(f"keypoint file not found: {args.keypoints}")
-        fps = args.fps or read_dlc_fps(args.keypoints)
+        fps = args.fps or read_frame_rate(args.keypoints)
         if fps is None:
             fps = load_model(args.model).fps
-            _say(f"predict: no --fps and no DeepLabCut metadata; using the model's {fps:g} fps")
+            _say(f"predict: no --fps, no manifest.json and no DeepLabCut metadata; using the model's {fps:g} fps")
         out_dir = args.out if args.out is not None else args.keypoints.parent
         written = label_keypoints_file(args.keypoints, args.model, fps, out_dir, args.keypoints.stem)
     except (BehaviorError, OSError) as error:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import logging
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ __all__ = [
     "animals_from_table",
     "find_keypoint_files",
     "read_dlc_fps",
+    "read_frame_rate",
     "read_keypoint_table",
     "read_keypoints",
 ]
@@ -174,24 +176,41 @@ def read_keypoints(path: Path) -> list[AnimalKeypoints]:
         raise BehaviorError(f"{path}: {error}") from error
 
 
-def find_keypoint_files(paths: list[Path]) -> list[Path]:
-    """Given files and folders, return the keypoint files they name, folders expanded (not recursively).
+# Files beside the tables that are not keypoint tables: DeepLabCut's side files and dlcwatch's labels.
+_SIDE_STEMS = ("_meta", "_full", "_skeleton", "_assemblies", "_behavior")
+_FILTERED = "_filtered"
+# DeepLabCut's multi-animal tables end in their tracker's suffix; the meta pickle does not.
+_TRACKER_SUFFIXES = ("_el", "_bx", "_sk")
+MANIFEST = "manifest.json"
 
-    In a folder, a .csv whose stem also exists as .h5 is skipped (DeepLabCut often writes both and
-    the data would count twice), as are DeepLabCut's side files (``*_meta``, ``*_full``,
-    ``*_skeleton``). Raise BehaviorError for a missing path or when nothing is found.
+
+def find_keypoint_files(paths: list[Path], *, unfiltered: bool = False,
+                        report: Callable[[str], None] | None = None) -> list[Path]:
+    """Given files and folders, return the keypoint files they name, folders searched recursively.
+
+    In a folder each video counts once: of its tables (DeepLabCut writes .h5 and .csv, filtered
+    and not) the filtered one is taken, or the unfiltered one with ``unfiltered``, and .h5 before
+    .csv; ``report`` is told which, when there was a choice. DeepLabCut's side files (``*_meta``,
+    ``*_full``, ``*_assemblies``, ``*_skeleton``) and behavior labels are skipped. Raise
+    BehaviorError for a missing path or when nothing is found.
     """
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            candidates = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in KEYPOINT_SUFFIXES)
-            stems_with_h5 = {p.stem for p in candidates if p.suffix.lower() == ".h5"}
-            for candidate in candidates:
-                if candidate.suffix.lower() == ".csv" and candidate.stem in stems_with_h5:
-                    continue
-                if candidate.stem.endswith(("_meta", "_full", "_skeleton", "_el", "_assemblies")):
-                    continue
-                found.append(candidate)
+            tables = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in KEYPOINT_SUFFIXES
+                            and not p.stem.endswith(_SIDE_STEMS)
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            videos: dict[tuple[Path, str], list[Path]] = {}
+            for table in tables:
+                stem = table.stem[: -len(_FILTERED)] if table.stem.endswith(_FILTERED) else table.stem
+                videos.setdefault((table.parent, stem), []).append(table)
+            for (_, stem), choices in videos.items():
+                chosen = _choose_table(choices, unfiltered)
+                found.append(chosen)
+                if report is not None and len({p.stem for p in choices}) > 1:
+                    kind = "unfiltered" if unfiltered else "filtered"
+                    other = "" if unfiltered else "; --unfiltered for the other"
+                    report(f"  {stem}: using the {kind} table {chosen.name}{other}")
         elif path.is_file():
             found.append(path)
         else:
@@ -201,17 +220,56 @@ def find_keypoint_files(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def _choose_table(choices: list[Path], unfiltered: bool) -> Path:
+    """Given the tables of one video, return the filtered (or unfiltered) one, .h5 before .csv."""
+    def rank(path: Path) -> tuple[bool, bool]:
+        return (path.stem.endswith(_FILTERED) == unfiltered, path.suffix.lower() != ".h5")
+
+    return min(choices, key=rank)
+
+
+def read_frame_rate(path: Path) -> float | None:
+    """Given a keypoint file, return the frame rate recorded beside it, or None.
+
+    First dlcwatch's ``manifest.json`` in the same folder, if it lists this file (its source
+    video's fps); then DeepLabCut's ``<video><scorer>_meta.pickle``, which ``analyze_videos`` writes
+    (``{"data": {"fps": …}}``) and which filtered and tracked tables (``…_el_filtered.h5``) share.
+    """
+    path = Path(path)
+    fps = _manifest_fps(path)
+    return fps if fps is not None else read_dlc_fps(path)
+
+
+def _manifest_fps(path: Path) -> float | None:
+    import json
+
+    manifest = path.with_name(MANIFEST)
+    if not manifest.is_file():
+        return None
+    try:
+        content = json.loads(manifest.read_text(encoding="utf-8"))
+        listed = {entry.get("file") for entry in content.get("outputs", {}).values()}
+        fps = float(content["source"]["fps"]) if path.name in listed else float("nan")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        log.warning("%s: cannot read the frame rate (%s)", manifest, error)
+        return None
+    return fps if np.isfinite(fps) and fps > 0 else None
+
+
 def read_dlc_fps(path: Path) -> float | None:
     """Given a keypoint file, return the frame rate DeepLabCut recorded beside it, or None.
 
     DeepLabCut's ``analyze_videos`` writes ``<stem>_meta.pickle`` holding ``{"data": {"fps": …}}``;
-    filtered tables (``<stem>_filtered.h5``) share the unfiltered stem's metadata. The pickle is
-    DeepLabCut's own output next to the table; it is read only when the caller gives no frame rate.
+    filtered tables (``<stem>_filtered.h5``) and multi-animal tracked tables (``<stem>_el.h5``)
+    share the plain stem's metadata. The pickle is DeepLabCut's own output next to the table; it is
+    read only when the caller gives no frame rate.
     """
     path = Path(path)
     stems = [path.stem]
-    if path.stem.endswith("_filtered"):
-        stems.append(path.stem[: -len("_filtered")])
+    if stems[-1].endswith(_FILTERED):
+        stems.append(stems[-1][: -len(_FILTERED)])
+    if stems[-1].endswith(_TRACKER_SUFFIXES):
+        stems.append(stems[-1][:-3])
     for stem in stems:
         meta = path.with_name(f"{stem}_meta.pickle")
         if not meta.is_file():

@@ -37,7 +37,7 @@ from dlcwatch.behavior.features import (
     frames_per_bin,
     smoothing_window,
 )
-from dlcwatch.behavior.keypoints import find_keypoint_files, read_dlc_fps, read_keypoints
+from dlcwatch.behavior.keypoints import find_keypoint_files, read_frame_rate, read_keypoints
 from dlcwatch.behavior.model_io import BehaviorModel, library_versions, save_model
 
 __all__ = ["TrainingConfig", "TrainingResult", "train_and_save", "train_model", "training_report"]
@@ -95,16 +95,18 @@ def train_model(
     *,
     config: TrainingConfig = TrainingConfig(),
     bodyparts: list[str] | None = None,
+    unfiltered: bool = False,
     progress: Progress = _quiet,
 ) -> TrainingResult:
     """Given keypoint files or folders and their frame rate, return a TrainingResult.
 
-    ``fps`` None reads each file's rate from DeepLabCut's ``*_meta.pickle``. ``bodyparts`` (default:
+    ``fps`` None reads each file's rate from dlcwatch's manifest.json or DeepLabCut's ``*_meta.pickle``
+    beside it. Folders give one table per video: the filtered one unless ``unfiltered``. ``bodyparts`` (default:
     those of the first animal read) picks and orders the body parts. Raise BehaviorError for
     unreadable or inconsistent input, too little data, or no clustering within the bounds.
     """
     config.check()
-    files = find_keypoint_files(list(keypoint_paths))
+    files = find_keypoint_files(list(keypoint_paths), unfiltered=unfiltered, report=progress)
     progress(f"reading {len(files)} keypoint file(s)")
     features, rates, bodyparts = _collect_training_bins(files, fps, bodyparts, progress)
     model_fps = fps if fps is not None else float(np.median(rates))
@@ -161,9 +163,10 @@ def _collect_training_bins(
         raise BehaviorError(f"frame rate must be a positive number, not {fps}")
     blocks, rates = [], []
     for path in files:
-        rate = fps if fps is not None else read_dlc_fps(path)
+        rate = fps if fps is not None else read_frame_rate(path)
         if rate is None:
-            raise BehaviorError(f"{path}: frame rate unknown (no DeepLabCut *_meta.pickle beside it); give --fps")
+            raise BehaviorError(f"{path}: frame rate unknown (no manifest.json listing it and no DeepLabCut "
+                                "*_meta.pickle beside it); give --fps")
         for animal in read_keypoints(path):
             if bodyparts is None:
                 bodyparts = list(animal.bodyparts)
@@ -318,6 +321,7 @@ def train_and_save(
     *,
     config: TrainingConfig = TrainingConfig(),
     bodyparts: list[str] | None = None,
+    unfiltered: bool = False,
     progress: Progress = _quiet,
 ) -> dict[str, Path]:
     """Given keypoint files, a model path and the frame rate, train and write the model, its JSON
@@ -328,7 +332,8 @@ def train_and_save(
     from dlcwatch.behavior.plots import save_embedding_png
 
     out = Path(out)
-    result = train_model(keypoint_paths, fps, config=config, bodyparts=bodyparts, progress=progress)
+    result = train_model(keypoint_paths, fps, config=config, bodyparts=bodyparts, unfiltered=unfiltered,
+                         progress=progress)
     sidecar = save_model(result.model, out)
     embedding_png = out.with_name(f"{out.stem}_embedding.png")
     save_embedding_png(result.embedding, result.assignments, embedding_png, result.model.label_name)

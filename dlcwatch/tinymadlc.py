@@ -1,0 +1,189 @@
+"""Build a tiny, real two-animal DeepLabCut project offline on the CPU (tests and trying things out).
+
+A synthetic arena with two identical "mice" (a grey body with four coloured marks: nose, left,
+right, tail) → create_new_project(multianimal=True) → labels written from the known truth →
+training dataset (bottom-up backbone with part-affinity fields) → the backbone swapped for timm's
+smallest ResNet and trained from random weights → a model that analyze_videos tracks with.
+
+Like tinydlc.py, training starts from a random-initialised snapshot passed to train_network:
+DeepLabCut 3.0.2 otherwise asks timm for ImageNet weights, a download that must never happen.
+
+The four marks are not on one line on purpose: DeepLabCut's default "ellipse" tracker fits an
+ellipse to each animal's keypoints, and collinear keypoints give a degenerate one.
+
+Run as `python -m dlcwatch.tinymadlc FOLDER`; prints the path of the project's config.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dlcwatch.synthetic import video_command
+
+INDIVIDUALS = ("mouse1", "mouse2")
+BODYPARTS = ("nose", "left", "right", "tail")
+# Each mark's centre relative to the animal's centre, in pixels, and its colour (RGB).
+MARKS = {"nose": ((-9, 0), (230, 30, 30)), "left": ((0, -6), (240, 220, 40)),
+         "right": ((0, 6), (40, 80, 240)), "tail": ((9, 0), (40, 200, 60))}
+BODY_HALF = (12, 8)   # half width and half height of the grey body
+MARK_HALF = 3         # marks are 7 x 7 pixels
+FPS = 30
+BACKBONE = "test_resnet"  # timm's smallest ResNet: 96 output channels
+BACKBONE_CHANNELS = 96
+
+
+def centres(frame: int, size: int, phase: float = 0.0) -> list[tuple[float, float]]:
+    """Given a frame index and the frame size, return each animal's true centre (x, y)."""
+    t = frame / FPS + phase
+    half = size / 2
+    return [(half + 0.30 * size * np.cos(2 * np.pi * t / 4), 0.27 * size + 0.08 * size * np.sin(2 * np.pi * t / 2)),
+            (half + 0.30 * size * np.sin(2 * np.pi * t / 3), 0.73 * size + 0.08 * size * np.cos(2 * np.pi * t / 2.5))]
+
+
+def truth(frame: int, size: int, phase: float = 0.0) -> dict[str, dict[str, tuple[int, int]]]:
+    """Given a frame index, return {individual: {body part: (x, y)}} as drawn (whole pixels)."""
+    out = {}
+    for individual, (x, y) in zip(INDIVIDUALS, centres(frame, size, phase)):
+        cx, cy = int(round(x)), int(round(y))
+        out[individual] = {part: (cx + dx, cy + dy) for part, ((dx, dy), _) in MARKS.items()}
+    return out
+
+
+def draw_frame(frame: int, size: int, phase: float = 0.0, animals: int = 2) -> np.ndarray:
+    """Given a frame index, return the arena with `animals` animals in it as an RGB uint8 array."""
+    image = np.full((size, size, 3), 20, np.uint8)
+    for individual in INDIVIDUALS[:animals]:
+        parts = truth(frame, size, phase)[individual]
+        cx = (parts["nose"][0] + parts["tail"][0]) // 2
+        cy = parts["nose"][1]
+        _fill(image, cx, cy, *BODY_HALF, (128, 128, 128))
+        for part, (x, y) in parts.items():
+            _fill(image, x, y, MARK_HALF, MARK_HALF, MARKS[part][1])
+    return image
+
+
+def _fill(image: np.ndarray, x: int, y: int, half_width: int, half_height: int, colour) -> None:
+    size = image.shape[0]
+    image[max(0, y - half_height):min(size, y + half_height + 1),
+          max(0, x - half_width):min(size, x + half_width + 1)] = colour
+
+
+def write_video(path: str | Path, frames: int = 120, size: int = 128, phase: float = 0.0, animals: int = 2,
+                leave_at: int | None = None) -> Path:
+    """Given a path, write a two-animal arena video there and return the path.
+
+    `animals` 0 gives an empty arena; `leave_at` a frame index from which the arena is empty."""
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = b"".join(draw_frame(index, size, phase, 0 if leave_at is not None and index >= leave_at else animals)
+                   .tobytes() for index in range(frames))
+    completed = subprocess.run(video_command(path, size, FPS), input=raw, capture_output=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"ffmpeg could not write {path}: {completed.stderr.decode(errors='replace')}")
+    return path
+
+
+def build_tiny_multi_animal_project(folder: str | Path, *, epochs: int = 25, frames: int = 300, size: int = 128,
+                                    labeled: int = 30) -> Path:
+    """Given an empty or missing folder, build and train a two-animal project there; return its config.yaml."""
+    os.environ.setdefault("DLClight", "True")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import pandas as pd
+    import torch
+    import yaml
+    from PIL import Image
+
+    import deeplabcut
+    from deeplabcut.pose_estimation_pytorch.models import PoseModel
+    from deeplabcut.utils import auxiliaryfunctions
+
+    folder = Path(folder).absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    video = write_video(folder / "training-video.mp4", frames=frames, size=size)
+    config = Path(deeplabcut.create_new_project("tinyma", "dlcwatch", [str(video)], working_directory=str(folder),
+                                                copy_videos=True, multianimal=True))
+    auxiliaryfunctions.edit_config(str(config), {
+        "individuals": list(INDIVIDUALS), "uniquebodyparts": [], "multianimalbodyparts": list(BODYPARTS),
+        "bodyparts": "MULTI!", "skeleton": [["nose", "left"], ["nose", "right"], ["left", "tail"], ["right", "tail"]],
+        "numframes2pick": labeled, "TrainingFraction": [0.9], "engine": "pytorch",
+        "default_track_method": "ellipse", "dotsize": 3,
+    })
+    settings = auxiliaryfunctions.read_config(str(config))
+    project, scorer = Path(settings["project_path"]), settings["scorer"]
+
+    # What a person would click in the multi-animal labelling GUI, written from the known positions.
+    labels = project / "labeled-data" / video.stem
+    labels.mkdir(parents=True, exist_ok=True)
+    rows, index = [], []
+    for frame in np.linspace(0, frames - 1, labeled).astype(int):
+        name = f"img{frame:04d}.png"
+        Image.fromarray(draw_frame(frame, size)).save(labels / name)
+        known = truth(frame, size)
+        rows.append([c for individual in INDIVIDUALS for part in BODYPARTS for c in known[individual][part]])
+        index.append(("labeled-data", video.stem, name))
+    columns = pd.MultiIndex.from_product([[scorer], list(INDIVIDUALS), list(BODYPARTS), ["x", "y"]],
+                                         names=["scorer", "individuals", "bodyparts", "coords"])
+    table = pd.DataFrame(np.array(rows, float), columns=columns, index=pd.MultiIndex.from_tuples(index))
+    table.to_hdf(labels / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
+    table.to_csv(labels / f"CollectedData_{scorer}.csv")
+
+    deeplabcut.create_training_dataset(str(config), num_shuffles=1, net_type="resnet_50", userfeedback=False)
+    pytorch_config_path = next(project.glob("dlc-models-pytorch/**/train/pytorch_config.yaml"))
+    pytorch_config = yaml.safe_load(pytorch_config_path.read_text())
+    model = pytorch_config["model"]
+    model["backbone"]["model_name"] = BACKBONE
+    model["backbone_output_channels"] = BACKBONE_CHANNELS
+    for head in model["heads"].values():
+        # A multi-animal head also predicts part-affinity fields, which read the backbone too.
+        for part in ("heatmap_config", "locref_config", "paf_config"):
+            if part in head:
+                head[part]["channels"][0] = BACKBONE_CHANNELS
+    crop = pytorch_config["data"]["train"].get("crop_sampling")
+    if crop:
+        crop.update({"width": size, "height": size})
+    pytorch_config["train_settings"].update({"epochs": epochs, "batch_size": 4, "display_iters": 1000})
+    pytorch_config["runner"]["snapshots"].update({"save_epochs": epochs, "max_snapshots": 1})
+    pytorch_config["runner"]["eval_interval"] = epochs
+    pytorch_config["device"] = "cpu"
+    pytorch_config_path.write_text(yaml.safe_dump(pytorch_config, sort_keys=False))
+
+    initial = pytorch_config_path.parent / "random-initial-weights.pt"
+    network = PoseModel.build(copy.deepcopy(model), pretrained_backbone=False)
+    torch.save({"model": network.state_dict(), "metadata": {"epoch": 0}}, initial)
+    deeplabcut.train_network(str(config), shuffle=1, device="cpu", snapshot_path=str(initial))
+    initial.unlink()
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dlcwatch.tinymadlc",
+                                     description="Build and train a tiny two-animal DeepLabCut project offline.")
+    parser.add_argument("folder", help="where to create the project")
+    parser.add_argument("--epochs", type=int, default=25, help="training epochs (default 25)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a busy 2-core machine 2 threads trained 16x slower)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the initial weights and training")
+    args = parser.parse_args(argv)
+    import random
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    # The same model from one run to the next on one machine: tests compare tracking results.
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    config = build_tiny_multi_animal_project(args.folder, epochs=args.epochs)
+    print(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
