@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from dlcwatch.files import atomic_path, atomic_write
+
 # Folders of a DeepLabCut project that hold trained models; linked, never copied (they are large).
 MODEL_FOLDERS = ("dlc-models-pytorch", "dlc-models")
 
@@ -229,10 +231,13 @@ def read_table(h5_path: Path):
 
 
 def write_table(table, h5_path: Path, csv_path: Path | None) -> None:
-    """Write a keypoint table as DeepLabCut's other tools expect it: key df_with_missing, and a .csv."""
-    table.to_hdf(h5_path, key="df_with_missing", format="table", mode="w")
+    """Write a keypoint table as DeepLabCut's other tools expect it: key df_with_missing, and a .csv.
+    Each file appears whole or not at all (dlcwatch.files' writer)."""
+    with atomic_path(h5_path) as temporary:
+        table.to_hdf(temporary, key="df_with_missing", format="table", mode="w")
     if csv_path is not None:
-        table.to_csv(csv_path)
+        with atomic_write(csv_path, binary=False) as stream:
+            table.to_csv(stream)
 
 
 def complete_tracked_table(h5_path: Path, csv_path: Path | None, frames: int) -> dict:

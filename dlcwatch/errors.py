@@ -45,6 +45,16 @@ class ProbeUnavailableError(DlcwatchError):
     """ffprobe itself is missing or hung: nothing is known about the file."""
 
 
+class BadVideo(DlcwatchError):
+    """The worker found a video nobody can analyze: it is quarantined, not retried."""
+
+
+class BehaviorError(DlcwatchError):
+    """A behavior-labelling problem the user can fix (bad input file, bad option, unreadable model).
+
+    The command line prints its message without a traceback."""
+
+
 class OutputsGone(DlcwatchError):
     """The job's outputs are no longer in staging: the video must be analyzed again."""
 

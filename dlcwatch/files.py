@@ -126,6 +126,27 @@ def atomic_write(path: Path | str, *, binary: bool = True, permissions: Permissi
     fsync_folder(path.parent)
 
 
+@contextlib.contextmanager
+def atomic_path(path: Path | str, *, permissions: Permissions | None = None) -> Iterator[Path]:
+    """Given a destination path, yield a temporary path beside it, for a library that writes by file
+    name (pandas' HDF5); when the block ends, the file there gets its permissions and is renamed
+    over `path`. On any error it is removed and the error propagates."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        with open(temporary, "rb+") as stream:
+            os.fsync(stream.fileno())
+        (permissions or default_permissions()).apply(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    fsync_folder(path.parent)
+
+
 def write_json_atomic(path: Path | str, data: Any, *, permissions: Permissions | None = None) -> None:
     """Given a path and JSON-able data, write it so readers see the old or the new file, never half."""
     path = Path(path)

@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 from dlcwatch import analysis
+from dlcwatch.errors import BadVideo
 from dlcwatch.jobspec import (
     BAD_VIDEO,
     ERROR,
@@ -26,6 +27,7 @@ from dlcwatch.jobspec import (
     MISSING,
     NO_ANIMAL,
     OK,
+    JobFolder,
     read_json,
     read_result,
     staged_name,
@@ -37,10 +39,6 @@ log = logging.getLogger("dlcwatch.worker")
 # OpenCV's words when a video cannot be opened or decoded: the video is bad, not the attempt.
 BAD_VIDEO_MARKERS = ("could not open", "cannot open", "failed to open", "invalid data", "moov atom",
                      "no frames", "0 frames", "could not read")
-
-
-class BadVideo(Exception):
-    """The video cannot be analyzed by anyone: quarantine it."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +88,7 @@ def _load(spec: dict, work_dir: Path, result: dict):
     settings = spec["model"]
     multi_animal = settings.get("multi_animal") or {}
     tracker = multi_animal.get("tracker", "project")
-    config = analysis.prepare_project(Path(settings["config"]), work_dir / "project",
+    config = analysis.prepare_project(Path(settings["config"]), JobFolder(work_dir).project,
                                       {} if tracker == "project" else {"default_track_method": tracker})
     model = analysis.resolve_model(deeplabcut, config, settings["shuffle"], settings["trainingsetindex"],
                                    settings["batch_size"], settings["device"], multi_animal)
@@ -107,7 +105,7 @@ def analyze_one(deeplabcut, model: analysis.Model, spec: dict, video: dict, work
     """Given one video entry of the spec, analyze it; return its entry for the result file."""
     started = time.monotonic()
     source = Path(video["path"])
-    folder = work_dir / f"video{video['id']}"
+    folder = JobFolder(work_dir).video(video["id"])
     try:
         # Outputs of an earlier attempt go first: DeepLabCut skips a video whose pickle exists
         # even when its .h5 was never written.

@@ -23,16 +23,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, ContextManager
 
+from dlcwatch.errors import BehaviorError
 from dlcwatch.files import atomic_write
 
 __all__ = ["BehaviorError", "atomic_output"]
-
-
-class BehaviorError(Exception):
-    """A problem the user can fix (bad input file, bad option, unreadable model).
-
-    The command line prints its message without a traceback.
-    """
 
 
 def atomic_output(path: Path, *, binary: bool = False) -> ContextManager[IO]:
