@@ -225,7 +225,7 @@ def message_of(stderr: str, stdout: str = "") -> str:
     lines = [line.strip() for line in (stderr or stdout).splitlines() if line.strip()]
     cleaned = []
     for line in lines:
-        line = line.removeprefix("error: ").removeprefix("Unable to run job: ")
+        line = line.removeprefix("Unable to run job: ").removeprefix("error: ")
         if line not in cleaned and line != "Exiting.":
             cleaned.append(line)
     return "; ".join(cleaned) or "no message"
