@@ -15,8 +15,10 @@
 #   MAX_ARRAY_SIZE    the cluster's max_aj_tasks (default 75000, Grid Engine's own)
 # The host is known to Grid Engine as "localhost": Debian resolves the real hostname to 127.0.0.1
 # but 127.0.0.1 back to localhost, and Grid Engine refuses a client whose names differ unless
-# host_aliases joins them. Root may submit (min_uid 0), the scheduler runs every second and
-# accounting is written at once, so qacct knows a job 0.1 s after qstat forgets it.
+# host_aliases joins them. Jobs run in a plain (not login) shell: root's profile here runs
+# `pyenv rehash`, whose lock a killed job leaves behind for every later one. Root may submit
+# (min_uid 0), the scheduler runs every second and accounting is written at once, so qacct knows
+# a job 0.1 s after qstat forgets it.
 # `start` ends by printing the environment the clients need (also in $SGE_PREFIX/env). Exit code 3
 # means the packages could not be installed (not root, no apt-get): callers skip, not fail.
 set -euo pipefail
@@ -108,7 +110,7 @@ EOF
   echo "$NODE $aliases" > "$COMMON/host_aliases"
   sed -e "s|^execd_spool_dir .*|execd_spool_dir $ESPOOL|" -e "s|^mailer .*|mailer /bin/true|" \
       -e "s|^min_uid .*|min_uid 0|" -e "s|^min_gid .*|min_gid 0|" \
-      -e "s|^max_aj_tasks .*|max_aj_tasks $MAX_ARRAY_SIZE|" \
+      -e "s|^max_aj_tasks .*|max_aj_tasks $MAX_ARRAY_SIZE|" -e "s|^login_shells .*|login_shells none|" \
       -e "s|^reporting_params .*|reporting_params accounting=true reporting=false flush_time=00:00:01 accounting_flush_time=00:00:00 joblog=false sharelog=00:00:00|" \
       /usr/share/gridengine/default-configuration > "$P/conf/global"
   (cd "$P" && /usr/lib/gridengine/spoolinit classic libspoolc "$COMMON;$QSPOOL" init &&
