@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dlcwatch import delivery
 from dlcwatch.backoff import Backoff
+from dlcwatch.cluster_files import cluster_settings
 from dlcwatch.cluster_staging import ClusterStaging
 from dlcwatch.config import ConfigError, load_config
 from dlcwatch.errors import TransferError
@@ -90,7 +91,8 @@ class Daemon:
         self._next_poll = 0.0
 
     def _make_staging(self, config) -> ClusterStaging:
-        return ClusterStaging(self.store, self.executor.files, config.executor.slurm.scratch_quota_gb,
+        quota_gb = (cluster_settings(config) or config.executor.slurm).scratch_quota_gb  # slurm's or sge's
+        return ClusterStaging(self.store, self.executor.files, quota_gb,
                               alive=self.systemd.watchdog)
 
     def _make_intake(self, config) -> Intake:
