@@ -18,6 +18,7 @@ from dlcwatch.executors.sge_states import (
     category_limits,
     config_limit,
     expand_tasks,
+    is_no_accounting_yet,
     is_submit_limit,
     is_unknown_job,
     message_of,
@@ -291,6 +292,8 @@ def test_messages_say_what_happened():
     assert is_unknown_job(message_of("error: job id 99 not found\n"))
     assert is_unknown_job(message_of("error: job name dlcwatch-* not found\n"))
     assert is_unknown_job('denied: job "77" does not exist')
+    # qacct on a fresh cell, before any job ended (stdout: "no jobs running since startup")
+    assert is_no_accounting_yet(message_of("/tmp/sge/root/dlcwatch/common/accounting: No such file or directory\n"))
     refused = CommandResult(1, stderr="Unable to run job: error: no suitable queues.\nExiting.\n")
     assert not qmaster_unreachable(refused) and message_of(refused.stderr) == "no suitable queues."
     assert qmaster_unreachable(CommandResult(124, stderr="qstat timed out after 5 s", timed_out=True))

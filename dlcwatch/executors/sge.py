@@ -29,6 +29,7 @@ from dlcwatch.executors.sge_script import render_qsub_script
 from dlcwatch.executors.sge_states import (
     SgeRecord,
     config_limit,
+    is_no_accounting_yet,
     is_submit_limit,
     is_unknown_job,
     message_of,
@@ -237,7 +238,7 @@ class SgeExecutor(ClusterExecutor):
         if result.ok:
             return parse_qacct(result.stdout), True
         problem = message_of(result.stderr, result.stdout)
-        if is_unknown_job(problem) or "accounting" in problem.lower() and "no such file" in problem.lower():
+        if is_unknown_job(problem) or is_no_accounting_yet(problem):
             return {}, True  # "job id 12 not found", "job name dlcwatch-* not found", no accounting file yet
         if qmaster_unreachable(result, problem):
             self._unreachable(problem)

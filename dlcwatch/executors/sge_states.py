@@ -248,6 +248,12 @@ def is_unknown_job(message: str) -> bool:
     return any(marker in text for marker in UNKNOWN_JOB_MARKERS)
 
 
+def is_no_accounting_yet(message: str) -> bool:
+    """qacct before the first job ever ended: the accounting file does not exist yet."""
+    text = message.lower()
+    return "accounting" in text and "no such file or directory" in text
+
+
 def parse_global_config(text: str) -> dict[str, str]:
     """Given `qconf -sconf` output ('name   value' lines), return its values by name."""
     values = {}
