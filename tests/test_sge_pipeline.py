@@ -1,6 +1,7 @@
 """The daemon with `executor: sge` against a real single-node Son of Grid Engine (tests/sge_cluster.sh):
 real workers with the tiny model in a job array and a restart mid-run, a time-limit kill retried with
-more time, `dlcwatch cancel` of a running and of a pending job, and 200 tasks polled with one qstat."""
+more time, `dlcwatch cancel` of a running and of a pending job, 200 tasks polled with one qstat, and
+the CPU fallback."""
 
 import sys
 import time
@@ -171,4 +172,45 @@ def test_200_videos_go_as_arrays_within_max_aj_tasks_and_one_poll_asks_qstat_onc
         arrays = {job.executor_job_id.split(".")[0] for job in daemon.store.active_jobs() if job.executor_job_id}
         if arrays:
             sge_cell.command("qdel", *sorted(arrays), check=False)
+        daemon.close()
+
+
+def test_jobs_go_to_the_cpu_queue_while_gpu_jobs_wait(sge_cell, tmp_path):
+    # Two fake GPUs: two GPU jobs run, the third waits; once it has waited past after_pending_min,
+    # the next job goes to the fallback queue without GPUs (the cell's one queue, all.q) and starts.
+    config = load_config(sge_config(tmp_path, placeholder_model(tmp_path), videos_per_job=1, gpus=1, array_tasks=1,
+                                    python=str(sleeping_python(tmp_path)),
+                                    cpu_fallback={"queue": "all.q", "after_pending_min": 0.05, "cpus": 1,
+                                                  "time_limit_min": 5}))
+    daemon = Daemon(config, executor=SgeExecutor(config.executor.sge, runner=sge_cell.runner), watch_events=False)
+
+    def queue_one():
+        index = len(daemon.store.videos())
+        video = daemon.store.add_video(f"/lab/v{index}.mp4", "/lab", f"v{index}.mp4", size=1, mtime_ns=1)
+        daemon.store.set_video_state(video.id, S.QUEUED, "probed", frames=100, fps=30.0)
+        daemon.submit(time.time())
+
+    def poll_until(condition, what):
+        return wait_for(lambda: (daemon.poll(time.time() + 2) or True) and condition(), 60, what, interval=1.1)
+    try:
+        for _ in range(3):
+            queue_one()
+        gpu_jobs = daemon.store.active_jobs()
+        assert len(gpu_jobs) == 3 and all(job.resources == {} for job in gpu_jobs)
+        poll_until(lambda: len(daemon.store.jobs([JobState.RUNNING])) == 2, "two GPU jobs running")
+        [waiting] = daemon.store.jobs([JobState.SUBMITTED])
+        time.sleep(max(0.0, waiting.created + 3.5 - time.time()))
+        daemon.poll(time.time() + 4)  # sees it still pending, past after_pending_min
+
+        queue_one()
+        cpu_job = max(daemon.store.active_jobs(), key=lambda job: job.id)
+        assert cpu_job.resources["queue"] == "all.q" and cpu_job.resources["gpus"] == 0
+        script = (Path(cpu_job.spec_path).parent / "job.qsub").read_text()
+        assert "#$ -q all.q\n" in script and "gpu" not in script and "#$ -l h_rt=0:05:00\n" in script
+        poll_until(lambda: daemon.store.job(cpu_job.id).state is JobState.RUNNING, "the CPU job running")
+        assert daemon.store.job(waiting.id).state is JobState.SUBMITTED  # the GPU job still waits
+    finally:
+        ours = [job.executor_job_id for job in daemon.store.active_jobs() if job.executor_job_id]
+        if ours:
+            sge_cell.command("qdel", *ours, check=False)
         daemon.close()
