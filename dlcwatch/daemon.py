@@ -168,7 +168,9 @@ class Daemon:
             fixed = {"state.database": (self.config.state.database, new.state.database),
                      "executor.kind": (self.config.executor.kind, new.executor.kind),
                      "executor.slurm.host": (self.config.executor.slurm.host, new.executor.slurm.host),
-                     "executor.slurm.scratch": (self.config.executor.slurm.scratch, new.executor.slurm.scratch)}
+                     "executor.slurm.scratch": (self.config.executor.slurm.scratch, new.executor.slurm.scratch),
+                     "executor.sge.host": (self.config.executor.sge.host, new.executor.sge.host),
+                     "executor.sge.scratch": (self.config.executor.sge.scratch, new.executor.sge.scratch)}
             changed = [f"{key}: cannot change while running; restart the service instead"
                        for key, (before, after) in fixed.items() if before != after]
             if changed:
