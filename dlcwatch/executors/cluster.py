@@ -274,8 +274,9 @@ def submitted_as(job: Job, files) -> tuple[str, str, int | None]:
     return job_name(first), files.job_path(spec.parent).rstrip("/"), task
 
 
-def job_name(job_id: int) -> str:
-    """Given our job id (an array's first), return the scheduler job name it is submitted as."""
+def job_name(job_id: int | str) -> str:
+    """Given our job id (an array's first; or a pattern such as '*'), return the scheduler job name
+    it is submitted as."""
     return f"dlcwatch-{job_id}"
 
 

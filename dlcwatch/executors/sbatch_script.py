@@ -16,7 +16,7 @@ import re
 import shlex
 
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
-from dlcwatch.executors.cluster import default_resources, format_memory, shell_path
+from dlcwatch.executors.cluster import default_resources, format_memory, job_name, shell_path
 
 RESOURCE_KEYS = ("time_min", "mem_mb", "cpus", "gpus", "partition")
 # A value made only of these needs no quotes on an #SBATCH line.
@@ -41,7 +41,7 @@ def render_sbatch_script(settings, submission: Submission, *, array_size: int = 
         raise ValueError(f"a job array needs {ARRAY_TASK_ID} in the spec and log paths, one file per task")
 
     options = [
-        f"--job-name=dlcwatch-{submission.job_id}",
+        f"--job-name={job_name(submission.job_id)}",
         f"--output={_log_pattern(log_path)}",
         "--open-mode=append",  # a requeued job (preempted, node failure) adds to its log
         "--nodes=1",

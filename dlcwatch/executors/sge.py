@@ -24,7 +24,7 @@ import time
 
 from dlcwatch.errors import SubmitLimitReached
 from dlcwatch.executors.base import ExecutorError, JobStatus, Outcome, Submission
-from dlcwatch.executors.cluster import ClusterExecutor
+from dlcwatch.executors.cluster import ClusterExecutor, job_name
 from dlcwatch.executors.sge_script import render_qsub_script
 from dlcwatch.executors.sge_states import (
     SgeRecord,
@@ -233,7 +233,7 @@ class SgeExecutor(ClusterExecutor):
             argv = ["qacct", "-j", numbers[0]]
         else:
             since = time.localtime(min(job.created for job in jobs) - ACCOUNTING_MARGIN_S)
-            argv = ["qacct", "-j", "dlcwatch-*", "-b", time.strftime("%Y%m%d%H%M", since)]
+            argv = ["qacct", "-j", job_name("*"), "-b", time.strftime("%Y%m%d%H%M", since)]
         result = self._run(argv)
         if result.ok:
             return parse_qacct(result.stdout), True

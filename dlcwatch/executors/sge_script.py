@@ -19,7 +19,7 @@ import re
 import shlex
 
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
-from dlcwatch.executors.cluster import default_resources, format_memory, shell_path
+from dlcwatch.executors.cluster import default_resources, format_memory, job_name, shell_path
 
 RESOURCE_KEYS = ("time_min", "mem_mb", "cpus", "gpus", "queue")
 TASK_VARIABLE = "DLCWATCH_TASK"
@@ -53,7 +53,7 @@ def render_qsub_script(settings, submission: Submission, *, array_size: int = 0,
 
     cpus = int(resources["cpus"])
     options = [
-        f"-N dlcwatch-{submission.job_id}",
+        f"-N {job_name(submission.job_id)}",
         "-S /bin/bash",
         "-o /dev/null",  # the script sends its output to the log path itself (a path never goes on a #$ line)
         "-j y",
