@@ -4,7 +4,7 @@ Two cases, one interface, so the daemon and the SLURM executor do not branch on 
 
 - SharedFiles: jobs see this machine's paths (local executor, or a cluster that mounts the same
   file systems). Nothing is copied.
-- StagedFiles: the cluster sees none of our paths (`executor.slurm.scratch`). Videos are copied
+- StagedFiles: the cluster sees none of our paths (`executor.slurm.scratch`, `executor.sge.scratch`). Videos are copied
   into its scratch before their job is submitted and deleted there once analyzed; the model is
   mirrored there; each job's folder (spec, sbatch script) is pushed before sbatch and pulled
   back, one rsync for all active jobs, before the daemon reads results.
@@ -119,17 +119,30 @@ class StagedFiles:
         return names
 
 
-def slurm_ssh_host(config) -> SshHost | None:
-    """Given the config, return the cluster's login node when executor.slurm.host is set."""
-    settings = config.executor.slurm
-    if not settings.host:
+CLUSTER_KINDS = ("slurm", "sge")  # executor kinds whose section has host, ssh, scratch and scratch_quota_gb
+
+
+def cluster_settings(config):
+    """Given the config, return the section of its cluster executor (executor.slurm, executor.sge), or
+    None for the local executor."""
+    kind = config.executor.kind
+    return config.executor[kind] if kind in CLUSTER_KINDS else None
+
+
+def cluster_ssh_host(config) -> SshHost | None:
+    """Given the config, return the cluster's login node when the cluster executor's host is set."""
+    settings = cluster_settings(config)
+    if settings is None or not settings.host:
         return None
     return SshHost.configured(settings.host, settings.ssh, Path(config.staging.dir) / "ssh")
 
 
+slurm_ssh_host = cluster_ssh_host  # its name from before Grid Engine
+
+
 def cluster_files(config) -> SharedFiles | StagedFiles:
     """Given the config, return how job files reach the cluster."""
-    host = slurm_ssh_host(config) if config.executor.kind == "slurm" else None
-    if host is None or not config.executor.slurm.scratch:
+    host = cluster_ssh_host(config)
+    if host is None or not cluster_settings(config).scratch:
         return SharedFiles()
-    return StagedFiles(ClusterScratch(host, config.executor.slurm.scratch, Path(config.staging.dir) / "jobs"))
+    return StagedFiles(ClusterScratch(host, cluster_settings(config).scratch, Path(config.staging.dir) / "jobs"))

@@ -28,10 +28,12 @@ class ClusterStaging:
     minutes), at most `per_filesystem` at once per local file system, given up after `stall_s`
     without progress; the loop only starts copies and records how they ended."""
 
-    def __init__(self, store: Store, files, quota_gb: float, *, per_filesystem: int = 2, stall_s: float = 300.0):
+    def __init__(self, store: Store, files, quota_gb: float, *, per_filesystem: int = 2, stall_s: float = 300.0,
+                 quota_setting: str = "executor.slurm.scratch_quota_gb"):
         self.store = store
         self.files = files
         self.quota_bytes = quota_gb * 1e9
+        self.quota_setting = quota_setting  # named in what a person reads
         self.copies = ReadPool(self._copy, per_filesystem=per_filesystem, stall_s=stall_s)
         self._copying: dict[int, Video] = {}
 
@@ -64,7 +66,7 @@ class ClusterStaging:
             if self.quota_bytes and used + (video.size or 0) > self.quota_bytes:
                 if not used:  # it would not fit even alone
                     self.store.set_video_state(video.id, S.FAILED, f"{(video.size or 0) / 1e9:.1f} GB is more "
-                                               "than executor.slurm.scratch_quota_gb allows; raise it, then run "
+                                               f"than {self.quota_setting} allows; raise it, then run "
                                                "`dlcwatch retry`", now=now)
                 return False
             if not os.path.exists(video.path):

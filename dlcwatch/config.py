@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from dlcwatch.errors import ConfigError
+from dlcwatch.executors.sge_schema import SGE_SECTION
 from dlcwatch.executors.slurm_schema import SLURM_SECTION
 from dlcwatch.schema import ListOf, Option, Section, parse_remote, ssh_section
 
@@ -141,7 +142,8 @@ SCHEMA = Section("dlcwatch configuration", {
     }),
     "executor": Section("Where jobs run.", {
         "kind": Option("choice", "'local' runs jobs as processes on this machine; 'slurm' submits them to "
-                       "a SLURM cluster with sbatch.", default="local", choices=("local", "slurm")),
+                       "a SLURM cluster with sbatch; 'sge' to a Grid Engine cluster with qsub.", default="local",
+                       choices=("local", "slurm", "sge")),
         "videos_per_job": Option("int", "Videos analyzed by one job, so the model loads once for "
                                  "several videos.", default=4, minimum=1),
         "gather_s": Option("float", "While more videos are still being checked (a batch of recordings "
@@ -163,6 +165,7 @@ SCHEMA = Section("dlcwatch configuration", {
                                    default=0.0, minimum=0),
         }),
         "slurm": SLURM_SECTION,
+        "sge": SGE_SECTION,
     }),
     "notify": Section("Messages to people when videos are done or need attention. Both channels are "
                       "optional; a channel that fails is retried later and never stops the pipeline.", {
@@ -408,6 +411,9 @@ def _check_paths(config: Node, problems: list[str]) -> None:
     if config.executor.kind == "slurm" and not config.executor.slurm.host and shutil.which("sbatch") is None:
         problems.append("executor.kind: 'slurm' needs the SLURM client tools (sbatch, squeue) on this machine, "
                         "or executor.slurm.host to run them on the cluster's login node over ssh")
+    if config.executor.kind == "sge" and not config.executor.sge.host and shutil.which("qsub") is None:
+        problems.append("executor.kind: 'sge' needs the Grid Engine client tools (qsub, qstat, qacct) on this "
+                        "machine, or executor.sge.host to run them on the cluster's submit host over ssh")
     if shutil.which("ffprobe") is None:
         problems.append("ffprobe is not installed: dlcwatch checks every video with it. Install ffmpeg "
                         "(`sudo apt-get install ffmpeg` on Debian/Ubuntu)")
@@ -417,17 +423,18 @@ def _check_paths(config: Node, problems: list[str]) -> None:
 
 
 def _check_cluster(config: Node, problems: list[str]) -> None:
-    slurm = config.executor.slurm
-    scratch, host = slurm.scratch, slurm.host
-    if isinstance(host, str) and host and (host.startswith("-") or any(c.isspace() for c in host)):
-        problems.append(f"executor.slurm.host: {host!r} is not a login node; write it as user@host")
-    if isinstance(scratch, str) and scratch:
-        if not host:
-            problems.append("executor.slurm.scratch: needs executor.slurm.host (files are copied there over ssh); "
-                            "leave it empty when the cluster mounts this machine's storage")
-        if not scratch.startswith("/") or scratch.rstrip("/") == "":
-            problems.append(f"executor.slurm.scratch: {scratch!r} must be an absolute folder below / on the "
-                            "cluster (~ and $VARIABLES are not expanded)")
+    for kind in ("slurm", "sge"):
+        settings = config.executor[kind]
+        scratch, host = settings.scratch, settings.host
+        if isinstance(host, str) and host and (host.startswith("-") or any(c.isspace() for c in host)):
+            problems.append(f"executor.{kind}.host: {host!r} is not a login node; write it as user@host")
+        if isinstance(scratch, str) and scratch:
+            if not host:
+                problems.append(f"executor.{kind}.scratch: needs executor.{kind}.host (files are copied there over "
+                                "ssh); leave it empty when the cluster mounts this machine's storage")
+            if not scratch.startswith("/") or scratch.rstrip("/") == "":
+                problems.append(f"executor.{kind}.scratch: {scratch!r} must be an absolute folder below / on the "
+                                "cluster (~ and $VARIABLES are not expanded)")
 
 
 def _check_notify(config: Node, problems: list[str]) -> None:

@@ -19,6 +19,7 @@ from typing import BinaryIO, Callable
 
 from dlcwatch import delivery
 from dlcwatch.backoff import Backoff
+from dlcwatch.cluster_files import cluster_settings
 from dlcwatch.cluster_staging import ClusterStaging
 from dlcwatch.config import ConfigError, Node, load_config
 from dlcwatch.errors import TransferError
@@ -98,8 +99,10 @@ class Daemon:
         self._next_poll = 0.0
 
     def _make_staging(self, config) -> ClusterStaging:
-        return ClusterStaging(self.store, self.executor.files, config.executor.slurm.scratch_quota_gb,
-                              per_filesystem=config.watch.reads_per_filesystem, stall_s=config.watch.read_stall_s)
+        quota_gb = (cluster_settings(config) or config.executor.slurm).scratch_quota_gb  # slurm's or sge's
+        return ClusterStaging(self.store, self.executor.files, quota_gb,
+                              per_filesystem=config.watch.reads_per_filesystem, stall_s=config.watch.read_stall_s,
+                              quota_setting=f"executor.{config.executor.kind}.scratch_quota_gb")
 
     def _make_intake(self, config) -> Intake:
         self.events = FileEvents() if self.watch_events else None
@@ -177,7 +180,9 @@ class Daemon:
             fixed = {"state.database": (self.config.state.database, new.state.database),
                      "executor.kind": (self.config.executor.kind, new.executor.kind),
                      "executor.slurm.host": (self.config.executor.slurm.host, new.executor.slurm.host),
-                     "executor.slurm.scratch": (self.config.executor.slurm.scratch, new.executor.slurm.scratch)}
+                     "executor.slurm.scratch": (self.config.executor.slurm.scratch, new.executor.slurm.scratch),
+                     "executor.sge.host": (self.config.executor.sge.host, new.executor.sge.host),
+                     "executor.sge.scratch": (self.config.executor.sge.scratch, new.executor.sge.scratch)}
             changed = [f"{key}: cannot change while running; restart the service instead"
                        for key, (before, after) in fixed.items() if before != after]
             if changed:

@@ -16,7 +16,7 @@ import re
 import shlex
 
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
-from dlcwatch.executors.slurm_states import default_resources
+from dlcwatch.executors.cluster import default_resources, format_memory, job_name, shell_path
 
 RESOURCE_KEYS = ("time_min", "mem_mb", "cpus", "gpus", "partition")
 # A value made only of these needs no quotes on an #SBATCH line.
@@ -41,7 +41,7 @@ def render_sbatch_script(settings, submission: Submission, *, array_size: int = 
         raise ValueError(f"a job array needs {ARRAY_TASK_ID} in the spec and log paths, one file per task")
 
     options = [
-        f"--job-name=dlcwatch-{submission.job_id}",
+        f"--job-name={job_name(submission.job_id)}",
         f"--output={_log_pattern(log_path)}",
         "--open-mode=append",  # a requeued job (preempted, node failure) adds to its log
         "--nodes=1",
@@ -76,7 +76,7 @@ def render_sbatch_script(settings, submission: Submission, *, array_size: int = 
             options.append(extra)
 
     command = [settings.command_prefix.strip()] if settings.command_prefix.strip() else []
-    command += [shlex.quote(settings.python), "-m", "dlcwatch.worker", _shell_path(spec_path)]
+    command += [shlex.quote(settings.python), "-m", "dlcwatch.worker", shell_path(spec_path, "SLURM_ARRAY_TASK_ID")]
     lines = ["#!/bin/bash"]
     lines += [f"#SBATCH {option}" for option in options]
     lines += [
@@ -98,11 +98,6 @@ def format_minutes(minutes: int) -> str:
     return f"{days}-{clock}" if days else clock
 
 
-def format_memory(megabytes: int) -> str:
-    """Given megabytes, return sbatch's memory: 16384 -> '16G', 1500 -> '1500M'."""
-    return f"{megabytes // 1024}G" if megabytes % 1024 == 0 else f"{megabytes}M"
-
-
 def _log_pattern(path: str) -> str:
     """Given the log path, return it as a quoted sbatch filename pattern (task id -> %a)."""
     _one_line(path, "the log path")
@@ -110,16 +105,6 @@ def _log_pattern(path: str) -> str:
         raise ValueError(f"the log path {path!r} contains a backslash, which sbatch cannot take in --output")
     pattern = "%a".join(part.replace("%", "%%") for part in path.split(ARRAY_TASK_ID))
     return '"' + pattern.replace('"', '\\"') + '"'
-
-
-def _shell_path(path: str) -> str:
-    """Given the spec path, return it quoted for bash, with the array task id left to expand."""
-    return f'"{ARRAY_TASK_ID}"'.join(_single_quote(part) if part else "" for part in path.split(ARRAY_TASK_ID))
-
-
-def _single_quote(text: str) -> str:
-    """Like shlex.quote, but always quoted, so a path reads as one in the script."""
-    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def _sbatch_value(value: str) -> str:

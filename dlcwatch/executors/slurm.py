@@ -20,15 +20,12 @@ import getpass
 import logging
 import re
 import time
-from pathlib import Path
 
-from dlcwatch.backoff import Backoff
-from dlcwatch.cluster_files import SharedFiles
 from dlcwatch.errors import SubmitLimitReached
-from dlcwatch.executors.base import ExecutorError, JobStatus, Outcome, Submission
+from dlcwatch.executors.base import ExecutorError, JobStatus, Submission
+from dlcwatch.executors.cluster import ClusterExecutor
 from dlcwatch.executors.sbatch_script import render_sbatch_script
 from dlcwatch.executors.slurm_states import (
-    RETRY_BY_CAUSE,
     SACCT_FORMAT,
     SQUEUE_FORMAT,
     SlurmRecord,
@@ -38,68 +35,36 @@ from dlcwatch.executors.slurm_states import (
     is_submit_limit,
     is_unknown_job,
     message_of,
-    next_resources,
     parse_config,
     parse_sacct,
     parse_squeue,
     status_of,
 )
-from dlcwatch.jobspec import EXIT_OK, ArrayFolder, read_result
-from dlcwatch.run import CommandResult, Runner, run
+from dlcwatch.run import Runner
 from dlcwatch.store import Job
 
 log = logging.getLogger("dlcwatch.executors.slurm")
 
 
-LIMIT_PAUSE_S = 300.0     # after a submit-limit refusal, submit again after this or when one of ours ends
 SCRIPT_NAME = "job.sbatch"
 _JOB_ID = re.compile(r"\d+")
 
 
-class SlurmExecutor:
+class SlurmExecutor(ClusterExecutor):
+    """Controller health, submit-limit pause, job script writing, retries by cause, the CPU
+    fallback and judging by result file come from ClusterExecutor; SLURM's own commands are here."""
+
     name = "slurm"
+    scheduler = "SLURM"
+    SCRIPT_NAME = SCRIPT_NAME
+    FALLBACK_PLACE = "partition"
 
     def __init__(self, settings, *, runner: Runner | None = None, clock=time.time, files=None):
-        self.settings = settings
-        self.runner = runner or run
-        self.files = files or SharedFiles()
-        self.clock = clock
+        super().__init__(settings, runner=runner, clock=clock, files=files)
         self._cluster: dict[str, str] | None = None   # `scontrol show config`, read once
         self._accounting: bool | None = None          # True: sacct answers; False: accounting disabled
         self._sacct_failing = False
-        self._quiet_until = 0.0                       # the controller did not answer: no commands until then
-        self._failures = 0                            # questions in a row the controller did not answer
-        self._backoff_s = 0.0
-        self._unreachable_since: float | None = None
-        self._last_problem = ""
-        self._limit_until = 0.0                       # a submit limit was hit: no submissions until then
-        self._gpu_wait_s = 0.0                        # how long our longest-waiting GPU job has pended
-        self._array_cap = 0                           # after a submit-limit refusal: smaller arrays (0: none)
         self._submit_limit = 0                        # the account's MaxSubmitJobs, read with the config
-
-    @property
-    def poll_interval_s(self) -> float:
-        return self.settings.poll_interval_s
-
-    def next_resources(self, outcome: Outcome, resources: dict) -> dict | None:
-        """TIMEOUT: more time; OUT_OF_MEMORY: more memory (None at the caps); otherwise the same."""
-        if outcome in RETRY_BY_CAUSE:
-            return next_resources(outcome, resources, self.settings)
-        return resources
-
-    def choose_resources(self, resources: dict) -> dict:
-        """Given what a job's videos ask for, return what to submit it with: on the CPU fallback
-        partition, without GPUs, while one of our GPU jobs has pended past the configured time."""
-        fallback = self.settings.cpu_fallback
-        if not fallback.partition or not self._wants_gpu(resources):
-            return resources
-        if self._gpu_wait_s < fallback.after_pending_min * 60:
-            return resources
-        return {**resources, "partition": fallback.partition, "gpus": 0, "cpus": fallback.cpus,
-                "time_min": max(fallback.time_limit_min, resources.get("time_min", 0))}
-
-    def _wants_gpu(self, resources: dict) -> bool:
-        return resources.get("gpus", self.settings.gpus) > 0
 
     def reconfigure(self, config) -> None:
         """Take the new executor.slurm settings (submitted jobs keep what they were given), and ask
@@ -109,8 +74,8 @@ class SlurmExecutor:
         self._accounting = None
         self._array_cap = 0
 
-    def close(self) -> None:
-        """Nothing is held between commands; running jobs keep running."""
+    def render_script(self, submission: Submission, **array) -> str:
+        return render_sbatch_script(self.settings, submission, **array)
 
     # ------------------------------------------------------------------ limits
 
@@ -118,8 +83,7 @@ class SlurmExecutor:
         """Given how many of our jobs are active, return how many more may be submitted now: none
         while the controller does not answer or a submit limit was hit, else up to
         max_jobs_in_flight and the cluster's MaxJobCount."""
-        now = self.clock()
-        if now < self._quiet_until or now < self._limit_until:
+        if self._submission_paused():
             return 0
         cap = self.settings.max_jobs_in_flight
         cluster = self.cluster_config()
@@ -176,9 +140,7 @@ class SlurmExecutor:
         """Return how many jobs one array may carry: executor.slurm.array_tasks, within the
         cluster's MaxArraySize (task indexes run 0..MaxArraySize-1), the account's MaxSubmitJobs,
         and half the size of the last array a submit limit refused."""
-        max_size = config_number(self.cluster_config() or {}, "MaxArraySize")
-        limits = (self._array_cap, self._submit_limit, max_size)  # 0: no such limit
-        return max(1, min([self.settings.array_tasks, *(limit for limit in limits if limit)]))
+        return self._array_limit(self._submit_limit, config_number(self.cluster_config() or {}, "MaxArraySize"))
 
     def submit_array(self, submission: Submission, count: int, *, throttle: int | None = None) -> list[str]:
         """Given a submission whose spec and log paths hold ARRAY_TASK_ID (sbatch_script), submit
@@ -193,37 +155,10 @@ class SlurmExecutor:
                                 f"(MaxArraySize = {max_size}); submit it in parts of at most {max_size}")
         throttle = self.settings.array_throttle if throttle is None else throttle
         script = self._write_script(submission, array_size=count, array_throttle=throttle)
-        try:
-            array_id = self._sbatch(script, submission, f"job array {submission.job_id} ({count} tasks)")
-        except SubmitLimitReached:
-            # A submit limit counts every task: split the next arrays rather than ask again for as many.
-            self._array_cap = max(1, count // 2)
-            raise
+        array_id = self._sbatch(script, submission, f"job array {submission.job_id} ({count} tasks)", count)
         return [f"{array_id}_{task}" for task in range(count)]
 
-    def _write_script(self, submission: Submission, **array) -> str:
-        """Write the job's sbatch script into its folder (as paths are on the cluster), copy the
-        folder there if the cluster has its own scratch; return the script's path on the cluster."""
-        files = self.files
-        on_cluster = Submission(submission.job_id, Path(files.job_path(submission.spec_path)),
-                                Path(files.job_path(submission.log_path)), Path(files.job_path(submission.work_dir)),
-                                submission.resources)
-        try:
-            text = render_sbatch_script(self.settings, on_cluster, **array)
-        except ValueError as error:
-            raise ExecutorError(f"cannot write the sbatch script of job {submission.job_id}: {error}") from error
-        try:
-            submission.work_dir.mkdir(parents=True, exist_ok=True)
-            submission.log_path.parent.mkdir(parents=True, exist_ok=True)
-            path = submission.work_dir / SCRIPT_NAME
-            path.write_text(text, encoding="utf-8")
-            files.push([submission.work_dir])
-        except OSError as error:
-            raise ExecutorError(f"cannot write the sbatch script of job {submission.job_id}: "
-                                f"{error.strerror or error}") from error
-        return files.job_path(path)
-
-    def _sbatch(self, script: str, submission: Submission, what: str) -> str:
+    def _sbatch(self, script: str, submission: Submission, what: str, count: int = 1) -> str:
         result = self._run(["sbatch", "--parsable", f"--chdir={self.files.job_path(submission.work_dir)}",
                                     script])
         if not result.ok:
@@ -232,9 +167,7 @@ class SlurmExecutor:
                 self._unreachable(problem)
                 raise ExecutorError(f"SLURM controller not answering, {what} not submitted: {problem}")
             if is_submit_limit(problem):
-                self._limit_until = self.clock() + LIMIT_PAUSE_S
-                log.warning("SLURM refused %s for a submit limit (%s); submitting again when one of ours "
-                            "ends", what, problem)
+                self._submit_limit_hit(what, problem, count)
                 raise SubmitLimitReached(f"SLURM refused {what}: submit limit reached ({problem}); submitting "
                                          "again when one of our jobs ends")
             raise ExecutorError(f"sbatch refused {what}: {problem}")
@@ -271,15 +204,11 @@ class SlurmExecutor:
             accounted, definite = self._sacct([job.executor_job_id for job in missing])
             for job in missing:
                 record = accounted.get(job.executor_job_id)
-                status = status_of(record) if record else self._judge_by_result(job, definite)
+                sources = "squeue nor sacct" if self._accounting else "squeue (accounting is disabled)"
+                status = status_of(record) if record else self._judge_by_result(job, definite, sources)
                 if status is not None:
                     statuses[job.id] = status
-        if any(status.outcome.ended for status in statuses.values()):
-            self._limit_until = 0.0  # one of ours ended: a submit limit has room again
-        now = self.clock()
-        self._gpu_wait_s = max((now - job.created for job in ours if job.id in statuses
-                                and statuses[job.id].outcome is Outcome.PENDING and self._wants_gpu(job.resources)),
-                               default=0.0)
+        self._polled(ours, statuses)
         return statuses
 
     def _sacct(self, ids: list[str]) -> tuple[dict[str, SlurmRecord], bool]:
@@ -303,35 +232,15 @@ class SlurmExecutor:
         self._accounting, self._sacct_failing = True, False
         return parse_sacct(result.stdout), True
 
-    def _judge_by_result(self, job: Job, definite: bool) -> JobStatus | None:
-        """Given a job SLURM no longer lists, return its status from the worker's result file;
-        LOST without one when SLURM's silence is definite, else None (no news)."""
-        result = read_result(job.result_path) or {}
-        code = result.get("exit_code") if result.get("finished") else None
-        if code is not None:
-            outcome = Outcome.COMPLETED if code == EXIT_OK else Outcome.FAILED
-            return JobStatus(outcome, f"SLURM no longer lists job {job.executor_job_id}; its worker ended with "
-                                      f"exit code {code}", code)
-        if not definite:
-            return None
-        sources = "squeue nor sacct" if self._accounting else "squeue (accounting is disabled)"
-        return JobStatus(Outcome.LOST, f"SLURM job {job.executor_job_id} is known to neither {sources}, and its "
-                                       "worker wrote no final result")
-
     # ------------------------------------------------------------------ after a restart
 
     def adopt(self, jobs: list[Job]) -> dict[int, str]:
         """Given jobs recorded but never confirmed as submitted, return the SLURM ids of those
         squeue has: found by the job name and working folder their sbatch script gave them (an array
         task also by its index), in one squeue call. Raise ExecutorError while SLURM does not answer."""
-        wanted = {}
-        for job in jobs:
-            if job.spec_path:  # no spec: stopped before anything was written, never submitted
-                wanted[_submitted_as(job, self.files)] = job.id
+        wanted = self._adoption_wanted(jobs)
         if not wanted:
             return {}
-        if self.clock() < self._quiet_until:
-            raise ExecutorError(f"SLURM controller not answering: {self._last_problem}")
         names = sorted({name for name, _, _ in wanted})
         result = self._run(["squeue", "--noheader", "--array", "--states=all", f"--name={','.join(names)}",
                                     "--Format=JobArrayID:|,Name:|,WorkDir:|"])
@@ -347,7 +256,8 @@ class SlurmExecutor:
             if len(fields) < 3:
                 continue
             slurm_id, name, folder = fields[:3]
-            task = slurm_id.partition("_")[2] or None
+            task = slurm_id.partition("_")[2]
+            task = int(task) if task.isdigit() else None
             job_id = wanted.get((name, folder.rstrip("/"), task))
             if job_id is not None:
                 found[job_id] = slurm_id
@@ -366,51 +276,6 @@ class SlurmExecutor:
         if controller_unreachable(result, problem):
             self._unreachable(problem)
         raise ExecutorError(f"scancel of SLURM job {job.executor_job_id} failed: {problem}")
-
-    # ------------------------------------------------------------------ the controller's health
-
-    def _run(self, argv: list[str]) -> CommandResult:
-        return self.runner(argv, self.settings.command_timeout_s)
-
-    def _unreachable(self, problem: str, *, cannot_reach: bool = True) -> None:
-        """The controller did not answer (or squeue failed otherwise): pause, longer each time, and
-        say so once."""
-        now = self.clock()
-        self._failures += 1
-        self._backoff_s = Backoff(self.settings.unreachable_backoff_s,
-                                  self.settings.unreachable_backoff_max_s).delay(self._failures)
-        self._quiet_until = now + self._backoff_s
-        self._last_problem = problem
-        what = "SLURM controller not answering" if cannot_reach else "SLURM command failed"
-        if self._unreachable_since is None:
-            self._unreachable_since = now
-            log.warning("%s (%s); our jobs keep running; asking again in %.0f s, then less often while it "
-                        "lasts", what, problem, self._backoff_s)
-        else:
-            log.debug("%s again (%s); next try in %.0f s", what, problem, self._backoff_s)
-
-    def _reachable(self) -> None:
-        if self._unreachable_since is not None:
-            log.info("SLURM controller answers again, after %.0f s", self.clock() - self._unreachable_since)
-        self._unreachable_since = None
-        self._failures = 0
-        self._backoff_s = 0.0
-        self._quiet_until = 0.0
-
-    @property
-    def unreachable(self) -> str:
-        """Why the controller counts as unreachable now, or '' when it answers."""
-        return self._last_problem if self._unreachable_since is not None else ""
-
-
-def _submitted_as(job: Job, files) -> tuple[str, str, str | None]:
-    """Given a job, return how SLURM would list it had it been submitted: (job name, working folder
-    on the cluster, array task index or None), as _write_script and _sbatch make them."""
-    spec = Path(job.spec_path)
-    task = ArrayFolder.task_of(spec)
-    first = ArrayFolder(spec.parent).first_job_id if task is not None else job.id
-    return f"dlcwatch-{first}", files.job_path(spec.parent).rstrip("/"), None if task is None else str(task)
-
 
 def _query_ids(job_ids) -> list[str]:
     """Given our job and task ids, return what to ask squeue or sacct about: an array by its own id

@@ -6,18 +6,19 @@ Three sources, asked in this order by the SLURM executor:
 - `scontrol show config` tells the cluster's limits (read once).
 
 Every SLURM job state is mapped to an Outcome below, explicitly: a state missing from the table
-is reported as not ended, never guessed to be a failure. `next_resources` is the retry policy by
-cause: more time after a TIMEOUT, more memory after OUT_OF_MEMORY, the same again after a node
-failure or preemption.
+is reported as not ended, never guessed to be a failure. The retry policy by cause (more time after
+a TIMEOUT, more memory after OUT_OF_MEMORY, the same again after a node failure or preemption) is
+every cluster executor's: dlcwatch.executors.cluster.next_resources.
 """
 
 from __future__ import annotations
 
-import math
 import signal
 from dataclasses import dataclass
 
 from dlcwatch.executors.base import JobStatus, Outcome
+# The retry policy by cause is every cluster executor's; importable from here as before.
+from dlcwatch.executors.cluster import RETRY_BY_CAUSE, default_resources, gb_to_mb, next_resources  # noqa: F401
 from dlcwatch.run import CommandResult
 
 # squeue -O: full values (":" without a width), "|" after each; the reason goes last, so a
@@ -152,53 +153,6 @@ def status_of(record: SlurmRecord) -> JobStatus:
     if record.reason and record.reason not in ("NonZeroExitCode", "TimeLimit"):
         parts.append(record.reason)
     return JobStatus(outcome, ", ".join(parts), code)
-
-
-# ---------------------------------------------------------------------- retry policy
-
-def default_resources(settings) -> dict:
-    """Given executor.slurm settings, return the resources a first attempt asks for."""
-    return {"time_min": settings.time_limit_min, "mem_mb": gb_to_mb(settings.mem_gb),
-            "cpus": settings.cpus, "gpus": settings.gpus}
-
-
-# Causes whose retry is decided by next_resources(); other endings are retried the same way again.
-RETRY_BY_CAUSE = frozenset({Outcome.TIMEOUT, Outcome.OUT_OF_MEMORY, Outcome.NODE_FAIL, Outcome.PREEMPTED})
-
-
-def next_resources(outcome: Outcome, resources: dict, settings) -> dict | None:
-    """Given how a job ended and the resources it had ({} = the configured defaults), return the
-    resources for the next attempt of its videos, or None when this cause gets no retry from here.
-
-    TIMEOUT: time grows by settings.retry_growth, up to max_time_limit_min. OUT_OF_MEMORY: memory
-    grows the same way, up to max_mem_gb (a job that asked for no memory gets max_mem_gb). NODE_FAIL
-    (BOOT_FAIL too) and PREEMPTED: the same again. None for every other outcome (the daemon's own
-    per-video policy decides) and when the cap is already reached: more of the same would fail again.
-    """
-    current = {**default_resources(settings), **resources}
-    if outcome in (Outcome.NODE_FAIL, Outcome.PREEMPTED):
-        return current
-    if outcome is Outcome.TIMEOUT:
-        grown = _grow(current["time_min"], settings.retry_growth, settings.max_time_limit_min)
-        return None if grown is None else {**current, "time_min": grown}
-    if outcome is Outcome.OUT_OF_MEMORY:
-        cap = gb_to_mb(settings.max_mem_gb)
-        if not current["mem_mb"]:  # the cluster's default was too little; we do not know how much it was
-            return {**current, "mem_mb": cap} if cap else None
-        grown = _grow(current["mem_mb"], settings.retry_growth, cap)
-        return None if grown is None else {**current, "mem_mb": grown}
-    return None
-
-
-def _grow(value: int, factor: float, cap: int) -> int | None:
-    """Given a resource amount, return it grown by factor and held at cap; None if already at cap."""
-    if not value or not cap or value >= cap:
-        return None
-    return min(cap, max(value + 1, math.ceil(value * factor)))
-
-
-def gb_to_mb(gigabytes: float) -> int:
-    return int(round(gigabytes * 1024))
 
 
 # ---------------------------------------------------------------------- helpers

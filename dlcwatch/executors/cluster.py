@@ -1,0 +1,298 @@
+"""What every batch-scheduler executor (SLURM, Grid Engine) does the same way, whatever the scheduler.
+
+ClusterExecutor is the base both extend. It owns:
+- the one runner for scheduler commands (argv in, CommandResult out; over ssh in remote mode);
+- the scheduler's health: while it does not answer, no commands until a pause that doubles up to
+  unreachable_backoff_max_s (dlcwatch.backoff), said once in the log; slots() offers none;
+- the submit-limit pause: after the scheduler refused a job for a per-user limit, no submissions
+  until one of ours ends (or LIMIT_PAUSE_S), and the next arrays at most half as large;
+- the job script written into the job's folder as the cluster sees it (and copied to scratch);
+- the retry policy by cause (more time after a time-limit kill, more memory after a memory kill,
+  the same again after a node failure), and the CPU fallback while GPU jobs wait;
+- judging a job the scheduler no longer knows by the worker's result file;
+- the bookkeeping of adopt(): how a job recorded before a restart was named when submitted.
+
+A subclass brings what is its scheduler's own: the script renderer, the submit, status, cancel
+and adopt commands and how to read their output.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+from dlcwatch.backoff import Backoff
+from dlcwatch.cluster_files import SharedFiles
+from dlcwatch.executors.base import ARRAY_TASK_ID, ExecutorError, JobStatus, Outcome, Submission
+from dlcwatch.jobspec import EXIT_OK, ArrayFolder, read_result
+from dlcwatch.run import CommandResult, Runner, run
+from dlcwatch.store import Job
+
+LIMIT_PAUSE_S = 300.0     # after a submit-limit refusal, submit again after this or when one of ours ends
+
+# Causes whose retry is decided by next_resources(); other endings are retried the same way again.
+RETRY_BY_CAUSE = frozenset({Outcome.TIMEOUT, Outcome.OUT_OF_MEMORY, Outcome.NODE_FAIL, Outcome.PREEMPTED})
+
+
+def gb_to_mb(gigabytes: float) -> int:
+    return int(round(gigabytes * 1024))
+
+
+def default_resources(settings) -> dict:
+    """Given a cluster executor's settings, return the resources a first attempt asks for."""
+    return {"time_min": settings.time_limit_min, "mem_mb": gb_to_mb(settings.mem_gb),
+            "cpus": settings.cpus, "gpus": settings.gpus}
+
+
+def next_resources(outcome: Outcome, resources: dict, settings) -> dict | None:
+    """Given how a job ended and the resources it had ({} = the configured defaults), return the
+    resources for the next attempt of its videos, or None when this cause gets no retry from here.
+
+    TIMEOUT: time grows by settings.retry_growth, up to max_time_limit_min. OUT_OF_MEMORY: memory
+    grows the same way, up to max_mem_gb (a job that asked for no memory gets max_mem_gb). NODE_FAIL
+    and PREEMPTED: the same again. None for every other outcome (the daemon's own per-video policy
+    decides) and when the cap is already reached: more of the same would fail again.
+    """
+    current = {**default_resources(settings), **resources}
+    if outcome in (Outcome.NODE_FAIL, Outcome.PREEMPTED):
+        return current
+    if outcome is Outcome.TIMEOUT:
+        grown = _grow(current["time_min"], settings.retry_growth, settings.max_time_limit_min)
+        return None if grown is None else {**current, "time_min": grown}
+    if outcome is Outcome.OUT_OF_MEMORY:
+        cap = gb_to_mb(settings.max_mem_gb)
+        if not current["mem_mb"]:  # the cluster's default was too little; we do not know how much it was
+            return {**current, "mem_mb": cap} if cap else None
+        grown = _grow(current["mem_mb"], settings.retry_growth, cap)
+        return None if grown is None else {**current, "mem_mb": grown}
+    return None
+
+
+def _grow(value: int, factor: float, cap: int) -> int | None:
+    """Given a resource amount, return it grown by factor and held at cap; None if already at cap."""
+    if not value or not cap or value >= cap:
+        return None
+    return min(cap, max(value + 1, math.ceil(value * factor)))
+
+
+class ClusterExecutor:
+    """The part of a batch-scheduler executor that is no scheduler's own (see the module docstring).
+
+    A subclass sets name, scheduler (its name for people), SCRIPT_NAME and FALLBACK_PLACE (the
+    resource key the CPU fallback changes: 'partition', 'queue'), and implements render_script()."""
+
+    name = ""
+    scheduler = ""
+    SCRIPT_NAME = ""
+    FALLBACK_PLACE = ""
+
+    def __init__(self, settings, *, runner: Runner | None = None, clock=time.time, files=None):
+        self.settings = settings
+        self.runner = runner or run
+        self.files = files or SharedFiles()
+        self.clock = clock
+        self._quiet_until = 0.0                       # the scheduler did not answer: no commands until then
+        self._failures = 0                            # questions in a row the scheduler did not answer
+        self._backoff_s = 0.0
+        self._unreachable_since: float | None = None
+        self._last_problem = ""
+        self._limit_until = 0.0                       # a submit limit was hit: no submissions until then
+        self._gpu_wait_s = 0.0                        # how long our longest-waiting GPU job has pended
+        self._array_cap = 0                           # after a submit-limit refusal: smaller arrays (0: none)
+
+    @property
+    def poll_interval_s(self) -> float:
+        return self.settings.poll_interval_s
+
+    def render_script(self, submission: Submission, **array) -> str:
+        """Given a job as the cluster sees it, return its job script. Raise ValueError."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Nothing is held between commands; running jobs keep running."""
+
+    # ------------------------------------------------------------------ resources
+
+    def next_resources(self, outcome: Outcome, resources: dict) -> dict | None:
+        """TIMEOUT: more time; OUT_OF_MEMORY: more memory (None at the caps); otherwise the same."""
+        if outcome in RETRY_BY_CAUSE:
+            return next_resources(outcome, resources, self.settings)
+        return resources
+
+    def choose_resources(self, resources: dict) -> dict:
+        """Given what a job's videos ask for, return what to submit it with: in the CPU fallback's
+        place (partition or queue), without GPUs, while one of our GPU jobs has pended past the
+        configured time."""
+        fallback = self.settings.cpu_fallback
+        place = fallback[self.FALLBACK_PLACE]
+        if not place or not self._wants_gpu(resources):
+            return resources
+        if self._gpu_wait_s < fallback.after_pending_min * 60:
+            return resources
+        return {**resources, self.FALLBACK_PLACE: place, "gpus": 0, "cpus": fallback.cpus,
+                "time_min": max(fallback.time_limit_min, resources.get("time_min", 0))}
+
+    def _wants_gpu(self, resources: dict) -> bool:
+        return resources.get("gpus", self.settings.gpus) > 0
+
+    # ------------------------------------------------------------------ limits
+
+    def _submission_paused(self) -> bool:
+        """Return whether no job may be submitted now: the scheduler does not answer, or a submit
+        limit was hit and none of ours has ended since."""
+        now = self.clock()
+        return now < self._quiet_until or now < self._limit_until
+
+    def _array_limit(self, *limits: int | None) -> int:
+        """Given the scheduler's own limits on one array (None or 0: none), return how many tasks one
+        array may carry: executor.<kind>.array_tasks within them and within half of the last array a
+        submit limit refused."""
+        return max(1, min([self.settings.array_tasks, *(limit for limit in (self._array_cap, *limits) if limit)]))
+
+    def _submit_limit_hit(self, what: str, problem: str, count: int = 1) -> None:
+        """The scheduler refused `what` for a per-user submit limit: pause submissions until one of
+        ours ends, and make the next arrays smaller than this one."""
+        self._limit_until = self.clock() + LIMIT_PAUSE_S
+        if count > 1:
+            self._array_cap = max(1, count // 2)  # the limit counts every task: split the next arrays
+        log = logging.getLogger(f"dlcwatch.executors.{self.name}")
+        log.warning("%s refused %s for a submit limit (%s); submitting again when one of ours ends",
+                    self.scheduler, what, problem)
+
+    # ------------------------------------------------------------------ the job script
+
+    def _write_script(self, submission: Submission, **array) -> str:
+        """Write the job's script into its folder (as paths are on the cluster), copy the folder there
+        if the cluster has its own scratch; return the script's path on the cluster."""
+        files = self.files
+        on_cluster = Submission(submission.job_id, Path(files.job_path(submission.spec_path)),
+                                Path(files.job_path(submission.log_path)), Path(files.job_path(submission.work_dir)),
+                                submission.resources)
+        try:
+            text = self.render_script(on_cluster, **array)
+        except ValueError as error:
+            raise ExecutorError(f"cannot write the {self.SCRIPT_NAME} script of job {submission.job_id}: "
+                                f"{error}") from error
+        try:
+            submission.work_dir.mkdir(parents=True, exist_ok=True)
+            submission.log_path.parent.mkdir(parents=True, exist_ok=True)
+            path = submission.work_dir / self.SCRIPT_NAME
+            path.write_text(text, encoding="utf-8")
+            files.push([submission.work_dir])
+        except OSError as error:
+            raise ExecutorError(f"cannot write the {self.SCRIPT_NAME} script of job {submission.job_id}: "
+                                f"{error.strerror or error}") from error
+        return files.job_path(path)
+
+    # ------------------------------------------------------------------ after a poll
+
+    def _polled(self, ours: list[Job], statuses: dict[int, JobStatus]) -> None:
+        """Given our jobs and what a poll found: a job of ours that ended makes room under a submit
+        limit; remember how long our longest-waiting GPU job has pended (for the CPU fallback)."""
+        if any(status.outcome.ended for status in statuses.values()):
+            self._limit_until = 0.0
+        now = self.clock()
+        self._gpu_wait_s = max((now - job.created for job in ours if job.id in statuses
+                                and statuses[job.id].outcome is Outcome.PENDING and self._wants_gpu(job.resources)),
+                               default=0.0)
+
+    def _judge_by_result(self, job: Job, definite: bool, sources: str) -> JobStatus | None:
+        """Given a job the scheduler no longer lists, return its status from the worker's result file;
+        LOST without one when the scheduler's silence is definite (sources: who was asked), else None."""
+        result = read_result(job.result_path) or {}
+        code = result.get("exit_code") if result.get("finished") else None
+        if code is not None:
+            outcome = Outcome.COMPLETED if code == EXIT_OK else Outcome.FAILED
+            return JobStatus(outcome, f"{self.scheduler} no longer lists job {job.executor_job_id}; its worker "
+                                      f"ended with exit code {code}", code)
+        if not definite:
+            return None
+        return JobStatus(Outcome.LOST, f"{self.scheduler} job {job.executor_job_id} is known to neither {sources}, "
+                                       "and its worker wrote no final result")
+
+    # ------------------------------------------------------------------ after a restart
+
+    def _adoption_wanted(self, jobs: list[Job]) -> dict[tuple[str, str, int | None], int]:
+        """Given jobs recorded but never confirmed as submitted, return our job ids by how they were
+        submitted: (job name, job folder on the cluster, array task index or None). A job without a
+        spec stopped before anything was written: it was never submitted. Raise ExecutorError while
+        the scheduler does not answer."""
+        wanted = {}
+        for job in jobs:
+            if job.spec_path:
+                wanted[submitted_as(job, self.files)] = job.id
+        if wanted and self.clock() < self._quiet_until:
+            raise ExecutorError(f"{self.scheduler} not answering: {self._last_problem}")
+        return wanted
+
+    # ------------------------------------------------------------------ the scheduler's health
+
+    def _run(self, argv: list[str]) -> CommandResult:
+        return self.runner(argv, self.settings.command_timeout_s)
+
+    def _unreachable(self, problem: str, *, cannot_reach: bool = True) -> None:
+        """The scheduler did not answer (or its status command failed otherwise): pause, longer each
+        time, and say so once."""
+        now = self.clock()
+        self._failures += 1
+        self._backoff_s = Backoff(self.settings.unreachable_backoff_s,
+                                  self.settings.unreachable_backoff_max_s).delay(self._failures)
+        self._quiet_until = now + self._backoff_s
+        self._last_problem = problem
+        log = logging.getLogger(f"dlcwatch.executors.{self.name}")
+        what = f"{self.scheduler} controller not answering" if cannot_reach else f"{self.scheduler} command failed"
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+            log.warning("%s (%s); our jobs keep running; asking again in %.0f s, then less often while it "
+                        "lasts", what, problem, self._backoff_s)
+        else:
+            log.debug("%s again (%s); next try in %.0f s", what, problem, self._backoff_s)
+
+    def _reachable(self) -> None:
+        if self._unreachable_since is not None:
+            log = logging.getLogger(f"dlcwatch.executors.{self.name}")
+            log.info("%s controller answers again, after %.0f s", self.scheduler, self.clock() - self._unreachable_since)
+        self._unreachable_since = None
+        self._failures = 0
+        self._backoff_s = 0.0
+        self._quiet_until = 0.0
+
+    @property
+    def unreachable(self) -> str:
+        """Why the scheduler counts as unreachable now, or '' when it answers."""
+        return self._last_problem if self._unreachable_since is not None else ""
+
+
+def submitted_as(job: Job, files) -> tuple[str, str, int | None]:
+    """Given a job, return how the scheduler would list it had it been submitted: (job name, job
+    folder on the cluster, array task index or None), as the executors name and submit jobs."""
+    spec = Path(job.spec_path)
+    task = ArrayFolder.task_of(spec)
+    first = ArrayFolder(spec.parent).first_job_id if task is not None else job.id
+    return job_name(first), files.job_path(spec.parent).rstrip("/"), task
+
+
+def job_name(job_id: int | str) -> str:
+    """Given our job id (an array's first; or a pattern such as '*'), return the scheduler job name
+    it is submitted as."""
+    return f"dlcwatch-{job_id}"
+
+
+# ---------------------------------------------------------------------- job scripts (pure)
+
+def shell_path(path: str, task_variable: str) -> str:
+    """Given a path that may hold ARRAY_TASK_ID, return it quoted for bash, with each ARRAY_TASK_ID
+    replaced by the expansion of task_variable (a shell variable the job script sets)."""
+    return f'"${{{task_variable}}}"'.join(single_quote(part) if part else "" for part in path.split(ARRAY_TASK_ID))
+
+
+def single_quote(text: str) -> str:
+    """Like shlex.quote, but always quoted, so a path reads as one in the script."""
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def format_memory(megabytes: int) -> str:
+    """Given megabytes, return memory as sbatch and qsub read it: 16384 -> '16G', 1500 -> '1500M'."""
+    return f"{megabytes // 1024}G" if megabytes % 1024 == 0 else f"{megabytes}M"
