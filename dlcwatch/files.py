@@ -106,31 +106,19 @@ def atomic_write(path: Path | str, *, binary: bool = True, permissions: Permissi
     The temporary file is flushed to disk, given `permissions` (default: the umask's), checked by
     `before_rename` when given (which raises to refuse it), and renamed over `path`. On any error
     the temporary file is removed and the error propagates; the old file, if any, stays."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        mode = "wb" if binary else "w"
+    with atomic_path(path, permissions=permissions, before_rename=before_rename) as temporary:
         text = {} if binary else {"encoding": "utf-8", "newline": ""}
-        with os.fdopen(handle, mode, **text) as stream:
+        with open(temporary, "wb" if binary else "w", **text) as stream:
             yield stream
-            stream.flush()
-            os.fsync(stream.fileno())
-        (permissions or default_permissions()).apply(temporary)
-        if before_rename is not None:
-            before_rename(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    fsync_folder(path.parent)
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path | str, *, permissions: Permissions | None = None) -> Iterator[Path]:
-    """Given a destination path, yield a temporary path beside it, for a library that writes by file
-    name (pandas' HDF5); when the block ends, the file there gets its permissions and is renamed
-    over `path`. On any error it is removed and the error propagates."""
+def atomic_path(path: Path | str, *, permissions: Permissions | None = None,
+                before_rename: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """Given a destination path, yield a temporary path beside it (also for a library that writes by
+    file name, such as pandas' HDF5); when the block ends, the file there is flushed, given its
+    permissions, checked by `before_rename`, and renamed over `path`. On any error it is removed
+    and the error propagates."""
     path = Path(path)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(handle)
@@ -139,6 +127,8 @@ def atomic_path(path: Path | str, *, permissions: Permissions | None = None) -> 
         with open(temporary, "rb+") as stream:
             os.fsync(stream.fileno())
         (permissions or default_permissions()).apply(temporary)
+        if before_rename is not None:
+            before_rename(Path(temporary))
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):

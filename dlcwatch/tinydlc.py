@@ -31,12 +31,9 @@ def build_tiny_project(folder: str | Path, *, epochs: int = 30, frames: int = 15
     os.environ.setdefault("DLClight", "True")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pandas as pd
-    import torch
-    import yaml
     from PIL import Image
 
     import deeplabcut
-    from deeplabcut.pose_estimation_pytorch.models import PoseModel
     from deeplabcut.utils import auxiliaryfunctions
 
     folder = Path(folder).absolute()
@@ -63,9 +60,30 @@ def build_tiny_project(folder: str | Path, *, epochs: int = 30, frames: int = 15
         index.append(("labeled-data", video.stem, name))
     columns = pd.MultiIndex.from_product([[scorer], list(BODYPARTS), ["x", "y"]],
                                          names=["scorer", "bodyparts", "coords"])
+    save_labels(labels, scorer, rows, index, columns)
+    train_from_random_weights(config, project, epochs=epochs, size=size)
+    return config
+
+
+def save_labels(labels: Path, scorer: str, rows: list, index: list, columns) -> None:
+    """Given the labels folder of a video and the labelled points, write them as the labelling GUI does."""
+    import pandas as pd
+
     table = pd.DataFrame(np.array(rows, float), columns=columns, index=pd.MultiIndex.from_tuples(index))
     table.to_hdf(labels / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
     table.to_csv(labels / f"CollectedData_{scorer}.csv")
+
+
+def train_from_random_weights(config: Path, project: Path, *, epochs: int, size: int) -> None:
+    """Given a labelled project, make its training set and train the tiny backbone from random weights.
+
+    The random-initialised snapshot handed to train_network is what keeps DeepLabCut from asking
+    timm for ImageNet weights (a download that must never happen here)."""
+    import torch
+    import yaml
+
+    import deeplabcut
+    from deeplabcut.pose_estimation_pytorch.models import PoseModel
 
     deeplabcut.create_training_dataset(str(config), num_shuffles=1, net_type="resnet_50", userfeedback=False)
     pytorch_config_path = next(project.glob("dlc-models-pytorch/**/train/pytorch_config.yaml"))
@@ -74,9 +92,13 @@ def build_tiny_project(folder: str | Path, *, epochs: int = 30, frames: int = 15
     model["backbone"]["model_name"] = BACKBONE
     model["backbone_output_channels"] = BACKBONE_CHANNELS
     for head in model["heads"].values():
-        head["heatmap_config"]["channels"][0] = BACKBONE_CHANNELS
-        head["locref_config"]["channels"][0] = BACKBONE_CHANNELS
-    pytorch_config["data"]["train"]["crop_sampling"].update({"width": size, "height": size})
+        # A multi-animal head also predicts part-affinity fields, which read the backbone too.
+        for part in ("heatmap_config", "locref_config", "paf_config"):
+            if part in head:
+                head[part]["channels"][0] = BACKBONE_CHANNELS
+    crop = pytorch_config["data"]["train"].get("crop_sampling")
+    if crop:
+        crop.update({"width": size, "height": size})
     pytorch_config["train_settings"].update({"epochs": epochs, "batch_size": 4, "display_iters": 1000})
     pytorch_config["runner"]["snapshots"].update({"save_epochs": epochs, "max_snapshots": 1})
     pytorch_config["runner"]["eval_interval"] = epochs
@@ -88,7 +110,6 @@ def build_tiny_project(folder: str | Path, *, epochs: int = 30, frames: int = 15
     torch.save({"model": network.state_dict(), "metadata": {"epoch": 0}}, initial)
     deeplabcut.train_network(str(config), shuffle=1, device="cpu", snapshot_path=str(initial))
     initial.unlink()
-    return config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,6 @@ Run as `python -m dlcwatch.tinymadlc FOLDER`; prints the path of the project's c
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dlcwatch.synthetic import video_command
+from dlcwatch.tinydlc import save_labels, train_from_random_weights
 
 INDIVIDUALS = ("mouse1", "mouse2")
 BODYPARTS = ("nose", "left", "right", "tail")
@@ -35,8 +35,6 @@ MARKS = {"nose": ((-9, 0), (230, 30, 30)), "left": ((0, -6), (240, 220, 40)),
 BODY_HALF = (12, 8)   # half width and half height of the grey body
 MARK_HALF = 3         # marks are 7 x 7 pixels
 FPS = 30
-BACKBONE = "test_resnet"  # timm's smallest ResNet: 96 output channels
-BACKBONE_CHANNELS = 96
 
 
 def centres(frame: int, size: int, phase: float = 0.0) -> list[tuple[float, float]]:
@@ -96,12 +94,9 @@ def build_tiny_multi_animal_project(folder: str | Path, *, epochs: int = 25, fra
     os.environ.setdefault("DLClight", "True")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pandas as pd
-    import torch
-    import yaml
     from PIL import Image
 
     import deeplabcut
-    from deeplabcut.pose_estimation_pytorch.models import PoseModel
     from deeplabcut.utils import auxiliaryfunctions
 
     folder = Path(folder).absolute()
@@ -130,35 +125,8 @@ def build_tiny_multi_animal_project(folder: str | Path, *, epochs: int = 25, fra
         index.append(("labeled-data", video.stem, name))
     columns = pd.MultiIndex.from_product([[scorer], list(INDIVIDUALS), list(BODYPARTS), ["x", "y"]],
                                          names=["scorer", "individuals", "bodyparts", "coords"])
-    table = pd.DataFrame(np.array(rows, float), columns=columns, index=pd.MultiIndex.from_tuples(index))
-    table.to_hdf(labels / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
-    table.to_csv(labels / f"CollectedData_{scorer}.csv")
-
-    deeplabcut.create_training_dataset(str(config), num_shuffles=1, net_type="resnet_50", userfeedback=False)
-    pytorch_config_path = next(project.glob("dlc-models-pytorch/**/train/pytorch_config.yaml"))
-    pytorch_config = yaml.safe_load(pytorch_config_path.read_text())
-    model = pytorch_config["model"]
-    model["backbone"]["model_name"] = BACKBONE
-    model["backbone_output_channels"] = BACKBONE_CHANNELS
-    for head in model["heads"].values():
-        # A multi-animal head also predicts part-affinity fields, which read the backbone too.
-        for part in ("heatmap_config", "locref_config", "paf_config"):
-            if part in head:
-                head[part]["channels"][0] = BACKBONE_CHANNELS
-    crop = pytorch_config["data"]["train"].get("crop_sampling")
-    if crop:
-        crop.update({"width": size, "height": size})
-    pytorch_config["train_settings"].update({"epochs": epochs, "batch_size": 4, "display_iters": 1000})
-    pytorch_config["runner"]["snapshots"].update({"save_epochs": epochs, "max_snapshots": 1})
-    pytorch_config["runner"]["eval_interval"] = epochs
-    pytorch_config["device"] = "cpu"
-    pytorch_config_path.write_text(yaml.safe_dump(pytorch_config, sort_keys=False))
-
-    initial = pytorch_config_path.parent / "random-initial-weights.pt"
-    network = PoseModel.build(copy.deepcopy(model), pretrained_backbone=False)
-    torch.save({"model": network.state_dict(), "metadata": {"epoch": 0}}, initial)
-    deeplabcut.train_network(str(config), shuffle=1, device="cpu", snapshot_path=str(initial))
-    initial.unlink()
+    save_labels(labels, scorer, rows, index, columns)
+    train_from_random_weights(config, project, epochs=epochs, size=size)
     return config
 
 
