@@ -79,6 +79,14 @@ def live(tiny_model, tmp_path_factory, browser, screenshots):
                 daemon.kill()
             output = daemon.communicate(timeout=60)[0]
         assert daemon.returncode == 0, output[-3000:]
+        # The page shares one status among its viewers, recomputed every refresh_s: it may show the
+        # run as it was up to one refresh ago. Wait (a few refreshes at most) for it to catch up.
+        deadline = time.monotonic() + 5 * REFRESH_S
+        while time.monotonic() < deadline:
+            latest = json.loads(get(base + "/api/status")[2])
+            if not latest["pending"] and latest["total"] == 5:
+                break
+            time.sleep(0.3)
         yield base, folder, seen
 
 
