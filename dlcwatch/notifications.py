@@ -114,7 +114,7 @@ def batch_message(videos: list[Video]) -> Message:
                                                        else ".")
     lines = [f"{Path(video.path).name} ({video.state.value}): {video.reason}"
              for video in videos if video.state is not S.DONE]
-    lines += [f"{Path(video.path).name}: done" for video in done]
+    lines += [f"{Path(video.path).name}: done{_delivery_note(video)}" for video in done]
     attachments = []
     for video in done:
         if video.output_dir and len(attachments) < MAX_ATTACHMENTS:
@@ -125,6 +125,13 @@ def batch_message(videos: list[Video]) -> Message:
     title = f"{len(done)} video(s) done" + (f", {failures} not analyzed" if failures else "")
     return Message(kind="batch_done", title=title, summary=summary, lines=lines, fields=fields,
                    attachments=attachments)
+
+
+def _delivery_note(video: Video) -> str:
+    """Given a done video, return what its delivery said beyond where the results went (e.g. that no
+    animal was found, or that behavior labels failed), so a person reading the batch notices."""
+    prefix = f"delivered to {video.output_dir}"
+    return video.reason[len(prefix):] if video.output_dir and video.reason.startswith(prefix) else ""
 
 
 class Sender:

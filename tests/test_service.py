@@ -17,7 +17,7 @@ from servers import http_server, smtp_server
 from conftest import write_config
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
-from dlcwatch.notifications import queue_notifications, send_due
+from dlcwatch.notifications import batch_message, queue_notifications, send_due
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
 from dlcwatch.synthetic import write_video
@@ -90,6 +90,7 @@ def test_alerts_at_once_batches_when_idle_and_a_failed_channel_is_retried(tmp_pa
         assert len(missing) == 1 and "deleted" in missing[0].message["lines"][0]
         message = batch[0].message
         assert message["title"] == "1 video(s) done, 2 not analyzed"
+        assert "good.mp4: done" in message["lines"]
         assert "900 frames" in message["summary"] and str(tmp_path / "results") in message["summary"]
         assert all("SECRET" not in record.getMessage() for record in caplog.records)
 
@@ -272,3 +273,17 @@ def test_secrets_never_appear_in_config_errors_or_status(tmp_path, capsys):
     output = capsys.readouterr()
     assert "notify.email.password: expected a string (value not shown: it is a secret)" in output.err
     assert "SECRET" not in output.out + output.err
+
+
+def test_the_batch_says_what_a_done_delivery_noted(tmp_path):
+    store = Store(tmp_path / "state.db")
+    folder = str(tmp_path / "results" / "empty")
+    video = add_video(store, "empty.mp4", S.QUEUED)
+    for step in (S.SUBMITTED, S.RUNNING, S.ANALYZED, S.DELIVERING):
+        store.set_video_state(video.id, step, str(step), now=22.0)
+    store.set_video_state(video.id, S.DONE, f"delivered to {folder}; no animal found: DeepLabCut "
+                          "detected no animal in any frame (its raw detections are delivered)", now=23.0,
+                          output_dir=folder, frames=30)
+    message = batch_message(store.videos())
+    assert list(message.lines) == ["empty.mp4: done; no animal found: DeepLabCut detected no animal in any "
+                                   "frame (its raw detections are delivered)"]
