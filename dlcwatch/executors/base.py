@@ -7,6 +7,7 @@ runs and, once it ended, how (an Outcome). The worker's result file says the res
 from __future__ import annotations
 
 import enum
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -101,3 +102,11 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Release what the executor holds; running jobs keep running."""
+
+
+def signal_name(number: int) -> str:
+    """Given a signal number a job was killed by, return its name ('SIGKILL'), or 'signal N' if unknown."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -14,11 +14,10 @@ ended job's outcome comes from qacct's `failed` code (why Grid Engine ended it) 
 from __future__ import annotations
 
 import re
-import signal
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 
-from dlcwatch.executors.base import JobStatus, Outcome
+from dlcwatch.executors.base import JobStatus, Outcome, signal_name
 from dlcwatch.run import CommandResult
 
 # Every job state qstat shows (sge_status(5), "Job state" table), and what it means here.
@@ -159,12 +158,12 @@ def _status_from_qacct(record: SgeRecord) -> JobStatus:
         if code == 0:
             return JobStatus(Outcome.COMPLETED, "", 0)
         if killed:
-            return JobStatus(Outcome.FAILED, f"killed by {_signal_name(code - 128)}", -(code - 128))
+            return JobStatus(Outcome.FAILED, f"killed by {signal_name(code - 128)}", -(code - 128))
         return JobStatus(Outcome.FAILED, f"exit code {code}", code)
     if failed == FAILED_TIME_OR_MEMORY:
         return JobStatus(_time_or_memory(record), why, code)
     if failed == FAILED_AFTER_JOB and killed:
-        return JobStatus(Outcome.CANCELLED, f"{why}, killed by {_signal_name(code - 128)} (qdel)", -(code - 128))
+        return JobStatus(Outcome.CANCELLED, f"{why}, killed by {signal_name(code - 128)} (qdel)", -(code - 128))
     if failed == FAILED_RESCHEDULED or failed in FAILED_ON_THE_HOST:
         return JobStatus(Outcome.NODE_FAIL, why, code)
     return JobStatus(Outcome.FAILED, why, code)
@@ -211,13 +210,6 @@ def _seconds(text: str) -> float:
 def _number(text: str) -> int | None:
     text = text.strip()
     return int(text) if text.lstrip("-").isdigit() else None
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def message_of(stderr: str, stdout: str = "") -> str:

@@ -13,10 +13,9 @@ every cluster executor's: dlcwatch.executors.cluster.next_resources.
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
 
-from dlcwatch.executors.base import JobStatus, Outcome
+from dlcwatch.executors.base import JobStatus, Outcome, signal_name
 # The retry policy by cause is every cluster executor's; importable from here as before.
 from dlcwatch.executors.cluster import RETRY_BY_CAUSE, default_resources, gb_to_mb, next_resources  # noqa: F401
 from dlcwatch.run import CommandResult
@@ -147,7 +146,7 @@ def status_of(record: SlurmRecord) -> JobStatus:
     code = -record.signal if record.signal else record.exit_code
     parts = [record.state]
     if record.signal:
-        parts.append(f"killed by {_signal_name(record.signal)}")
+        parts.append(f"killed by {signal_name(record.signal)}")
     elif record.exit_code:
         parts.append(f"exit code {record.exit_code}")
     if record.reason and record.reason not in ("NonZeroExitCode", "TimeLimit"):
@@ -173,13 +172,6 @@ def _wait_status(text: str) -> tuple[int | None, int | None]:
     except ValueError:
         return None, None
     return (status >> 8) & 0xFF, status & 0x7F
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def message_of(stderr: str, stdout: str = "") -> str:
