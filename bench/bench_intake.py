@@ -29,16 +29,16 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from dlcwatch.checksum import sha256_file
+from dlcwatch.intake.fingerprint import sha256_file
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
-from dlcwatch.discovery import FileSeen, is_candidate
-from dlcwatch.intake import Intake, _hash_and_count, examine, open_for_reading
-from dlcwatch.probe import probe_video
+from dlcwatch.intake.scan import FileSeen, is_candidate
+from dlcwatch.intake.admission import Intake, _hash_and_count, examine, open_for_reading
+from dlcwatch.intake.probe import probe_video
 from dlcwatch.reads import Read
 from dlcwatch.states import VideoState
 from dlcwatch.store import Store
-from dlcwatch.synthetic import write_long_video
+from dlcwatch.demo.synthetic import write_long_video
 
 import yaml
 

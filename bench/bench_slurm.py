@@ -35,8 +35,8 @@ import yaml
 
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
-from dlcwatch.executors.slurm import SlurmExecutor
-from dlcwatch.executors.slurm_states import SQUEUE_FORMAT
+from dlcwatch.executors.slurm.executor import SlurmExecutor
+from dlcwatch.executors.slurm.states import SQUEUE_FORMAT
 from dlcwatch.run import CommandResult, run
 from dlcwatch.states import JobState, VideoState
 from dlcwatch.store import Store

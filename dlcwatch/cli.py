@@ -284,7 +284,7 @@ def command_web(args) -> int:
 
 
 def command_demo(args) -> int:
-    from dlcwatch.demo import run_demo
+    from dlcwatch.demo.run import run_demo
 
     _setup_logging()
     return run_demo(Path(args.dir), videos=args.videos, setup_only=args.setup_only)

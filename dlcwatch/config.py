@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from dlcwatch.errors import ConfigError
-from dlcwatch.executors.sge_schema import SGE_SECTION
-from dlcwatch.executors.slurm_schema import SLURM_SECTION
+from dlcwatch.executors.sge.schema import SGE_SECTION
+from dlcwatch.executors.slurm.schema import SLURM_SECTION
 from dlcwatch.schema import ListOf, Option, Section, parse_remote, ssh_section
 
 CONFIG_ENV = "DLCWATCH_CONFIG"

@@ -17,27 +17,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from dlcwatch import delivery
+from dlcwatch.delivery import results as delivery
 from dlcwatch.backoff import Backoff
-from dlcwatch.cluster_files import cluster_settings
-from dlcwatch.cluster_staging import ClusterStaging
+from dlcwatch.transport.job_files import cluster_settings
+from dlcwatch.transport.scratch_sync import ClusterStaging
 from dlcwatch.config import ConfigError, Node, load_config
 from dlcwatch.errors import TransferError
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
 from dlcwatch.files import Permissions, make_private_folder, write_json_atomic
-from dlcwatch.intake import Intake, open_for_reading
-from dlcwatch.jobspec import BAD_VIDEO, ERROR, MISSING, NO_ANIMAL, OK, SPEC_VERSION, ArrayFolder, JobFolder, read_result
-from dlcwatch.notifications import Sender, enabled_channels, queue_notifications
-from dlcwatch.packing import pack_by_frames
+from dlcwatch.intake.admission import Intake, open_for_reading
+from dlcwatch.jobs.spec import BAD_VIDEO, ERROR, MISSING, NO_ANIMAL, OK, SPEC_VERSION, ArrayFolder, JobFolder, read_result
+from dlcwatch.notify.policy import Sender, enabled_channels, queue_notifications
+from dlcwatch.jobs.packing import pack_by_frames
 from dlcwatch.reads import Read, ReadPool, ReadStalled
-from dlcwatch.remote import RemoteDestination
+from dlcwatch.delivery.remote import RemoteDestination
 from dlcwatch.schema import parse_remote
 from dlcwatch.sdnotify import SystemdNotifier
-from dlcwatch.ssh import SshHost
+from dlcwatch.transport.ssh import SshHost
 from dlcwatch.states import VIDEO_PENDING, JobState, VideoState
 from dlcwatch.store import Job, Store, Video
-from dlcwatch.watcher import FileEvents
+from dlcwatch.intake.events import FileEvents
 
 log = logging.getLogger("dlcwatch.daemon")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
-from dlcwatch.checksum import CHUNK_BYTES, sha256_file
+from dlcwatch.intake.fingerprint import CHUNK_BYTES, sha256_file
 from dlcwatch.errors import TransferError
 
 WORLD_WRITABLE = 0o002

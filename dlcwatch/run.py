@@ -2,7 +2,7 @@
 that says what happened instead of an exception to decode.
 
 Probing videos (ffprobe), SLURM (sbatch, squeue, …), ssh and rsync all go through `run`; a command
-that should run on another machine goes through `dlcwatch.ssh.ssh_runner`, which answers the same
+that should run on another machine goes through `dlcwatch.transport.ssh.ssh_runner`, which answers the same
 way and sets `unreachable` when ssh itself could not get there. Callers judge the command's own
 words (SLURM's, rsync's) and these flags, never text that dlcwatch wrote itself.
 """

@@ -1,7 +1,7 @@
 """The building blocks of the configuration schema, and the syntax of values read with it.
 
 dlcwatch.config assembles the schema from these; a section that lives beside its code (such as
-executors/slurm_schema.py) imports them from here, so no module imports config.py back.
+executors/slurm/schema.py) imports them from here, so no module imports config.py back.
 """
 
 from __future__ import annotations

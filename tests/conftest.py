@@ -13,7 +13,7 @@ import yaml
 
 import sshd
 from dlcwatch.config import load_config
-from dlcwatch.ssh import SshHost
+from dlcwatch.transport.ssh import SshHost
 
 REPO = Path(__file__).resolve().parents[1]
 HAVE_DLC = importlib.util.find_spec("deeplabcut") is not None
@@ -42,7 +42,7 @@ def tiny_model(tmp_path_factory) -> Path:
     if not HAVE_DLC:
         pytest.skip("DeepLabCut is not installed (scripts/install-dlc.sh)")
     folder = tmp_path_factory.mktemp("tiny-model")
-    completed = subprocess.run([sys.executable, "-m", "dlcwatch.tinydlc", str(folder), "--epochs", "10"],
+    completed = subprocess.run([sys.executable, "-m", "dlcwatch.demo.tinydlc", str(folder), "--epochs", "10"],
                                capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return Path(completed.stdout.strip().splitlines()[-1])
@@ -54,7 +54,7 @@ def tiny_ma_model(tmp_path_factory) -> Path:
     if not HAVE_DLC:
         pytest.skip("DeepLabCut is not installed (scripts/install-dlc.sh)")
     folder = tmp_path_factory.mktemp("tiny-ma-model")
-    completed = subprocess.run([sys.executable, "-m", "dlcwatch.tinymadlc", str(folder)],
+    completed = subprocess.run([sys.executable, "-m", "dlcwatch.demo.tinymadlc", str(folder)],
                                capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return Path(completed.stdout.strip().splitlines()[-1])

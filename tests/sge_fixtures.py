@@ -29,7 +29,7 @@ import pytest
 
 import dlcwatch
 from dlcwatch.config import Node
-from dlcwatch.executors.sge_schema import SGE_SECTION
+from dlcwatch.executors.sge.schema import SGE_SECTION
 from dlcwatch.run import CommandResult, run
 from slurm_fixtures import _defaults, _free_ports
 

@@ -30,7 +30,7 @@ import pytest
 
 from dlcwatch.config import Node, Section
 from dlcwatch.run import CommandResult, run
-from dlcwatch.executors.slurm_schema import SLURM_SECTION
+from dlcwatch.executors.slurm.schema import SLURM_SECTION
 
 SCRIPT = Path(__file__).with_name("slurm_cluster.sh")
 EXIT_CANNOT_INSTALL = 3

@@ -9,10 +9,10 @@ import pytest
 from behavior_synth import make_trajectory, to_dlc_table, write_dlc
 from conftest import needs_dlc, write_config
 from dlcwatch.behavior.train import train_and_save
-from dlcwatch.jobspec import read_json
+from dlcwatch.jobs.spec import read_json
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
-from dlcwatch.synthetic import write_video
+from dlcwatch.demo.synthetic import write_video
 from test_pipeline import run_until_idle
 
 pytestmark = needs_dlc

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from dlcwatch.cluster_scratch import ClusterScratch
+from dlcwatch.transport.scratch import ClusterScratch
 from dlcwatch.errors import TransferError
 
 

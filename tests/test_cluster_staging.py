@@ -1,12 +1,12 @@
-"""The daemon's bookkeeping of the cluster's scratch (dlcwatch.cluster_staging), against a real
+"""The daemon's bookkeeping of the cluster's scratch (dlcwatch.transport.scratch_sync), against a real
 sshd on 127.0.0.1 standing in for the login node: quota, release, and a cluster that goes away."""
 
 import hashlib
 import time
 
-from dlcwatch.cluster_files import StagedFiles
-from dlcwatch.cluster_scratch import ClusterScratch
-from dlcwatch.cluster_staging import ClusterStaging
+from dlcwatch.transport.job_files import StagedFiles
+from dlcwatch.transport.scratch import ClusterScratch
+from dlcwatch.transport.scratch_sync import ClusterStaging
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
 

@@ -12,11 +12,11 @@ import time
 import pytest
 
 from conftest import write_config
-from dlcwatch import delivery
+from dlcwatch.delivery import results as delivery
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.files import write_json_atomic
-from dlcwatch.jobspec import JobFolder
+from dlcwatch.jobs.spec import JobFolder
 from dlcwatch.states import VideoState as S
 
 

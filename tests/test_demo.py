@@ -27,7 +27,7 @@ def test_demo_delivers_every_video_and_status_says_so(tiny_model, tmp_path):
 
 
 def test_the_worker_imports_nothing_the_daemon_alone_needs():
-    code = ("import sys, dlcwatch.worker; "
+    code = ("import sys, dlcwatch.worker.job; "
             "bad = sorted(m for m in ('watchdog', 'dlcwatch.daemon', 'dlcwatch.store', 'dlcwatch.config') "
             "if m in sys.modules); print(bad); sys.exit(1 if bad else 0)")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

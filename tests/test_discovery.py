@@ -1,6 +1,6 @@
 import pytest
 
-from dlcwatch.discovery import filesystem_type, is_partial_name, list_candidates, matches_patterns, should_poll
+from dlcwatch.intake.scan import filesystem_type, is_partial_name, list_candidates, matches_patterns, should_poll
 
 MOUNTINFO = """\
 22 1 253:0 / / rw,relatime - ext4 /dev/vda rw

@@ -6,12 +6,12 @@ import time
 
 import pytest
 
-from dlcwatch import intake as intake_module
-from dlcwatch.intake import Intake
+from dlcwatch.intake import admission as intake_module
+from dlcwatch.intake.admission import Intake
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
-from dlcwatch.synthetic import write_video
-from dlcwatch.watcher import FileEvents
+from dlcwatch.demo.synthetic import write_video
+from dlcwatch.intake.events import FileEvents
 
 AWKWARD_NAMES = ["with space.mp4", "souris_été_ü.mp4", "it's \"quoted\".mp4", "$(touch x).mp4", "a;b.mp4",
                  "Upper.MP4"]

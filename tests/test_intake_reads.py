@@ -19,12 +19,12 @@ from conftest import write_config
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.executors.local import _start_time
-from dlcwatch.intake import Intake, examine
+from dlcwatch.intake.admission import Intake, examine
 from dlcwatch.reads import Read, format_gb
 from dlcwatch.states import JobState
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
-from dlcwatch.synthetic import write_long_video, write_video
+from dlcwatch.demo.synthetic import write_long_video, write_video
 
 
 class SlowStream:
@@ -230,7 +230,7 @@ class NotifySocket:
 STAND_IN_WORKER = """
 import json, os, sys, time
 # Stands in for a DeepLabCut worker (not needed to test the loop): waits for the go file, then
-# writes an output and the result file as dlcwatch.worker does, and exits 0.
+# writes an output and the result file as the worker (dlcwatch.worker.job) does, and exits 0.
 go, result_path, output, video_id = sys.argv[1:]
 while not os.path.exists(go):
     time.sleep(0.01)

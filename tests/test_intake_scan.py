@@ -1,14 +1,14 @@
-"""Rescans that cost what changed: real folders, a real store, counted stats (discovery.TreeScanner)."""
+"""Rescans that cost what changed: real folders, a real store, counted stats (intake.scan.TreeScanner)."""
 
 import os
 from pathlib import Path
 
 import pytest
 
-from dlcwatch.intake import Intake
+from dlcwatch.intake.admission import Intake
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
-from dlcwatch.synthetic import write_video
+from dlcwatch.demo.synthetic import write_video
 
 
 OLD = 1_700_000_000  # November 2023

@@ -7,7 +7,7 @@ import time
 from dlcwatch.config import Node
 from dlcwatch.executors.base import Outcome, Submission
 from dlcwatch.executors.local import LocalExecutor
-from dlcwatch.jobspec import write_json_atomic
+from dlcwatch.jobs.spec import write_json_atomic
 from dlcwatch.store import Store
 
 

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from conftest import cli, needs_dlc, write_config
-from dlcwatch import tinymadlc
-from dlcwatch.jobspec import read_json
+from dlcwatch.demo import tinymadlc
+from dlcwatch.jobs.spec import read_json
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
 from test_pipeline import run_until_idle

@@ -1,4 +1,4 @@
-from dlcwatch.packing import pack_by_frames
+from dlcwatch.jobs.packing import pack_by_frames
 
 
 def test_jobs_get_about_the_same_number_of_frames():

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, needs_dlc, write_config
-from dlcwatch import delivery
+from dlcwatch.delivery import results as delivery
 from dlcwatch.config import ConfigError, load_config
 from dlcwatch.files import Permissions, atomic_write, copy_verified, make_folder
-from dlcwatch.jobspec import read_json
-from dlcwatch.remote import RemoteDestination
+from dlcwatch.jobs.spec import read_json
+from dlcwatch.delivery.remote import RemoteDestination
 from dlcwatch.store import Store
-from dlcwatch.synthetic import write_video
+from dlcwatch.demo.synthetic import write_video
 
 as_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None or shutil.which("runuser") is None,
                              reason="creating a lab group and users needs root (and useradd, runuser)")

@@ -15,11 +15,11 @@ import pandas as pd
 from conftest import cli, needs_dlc, write_config
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
-from dlcwatch.delivery import delivered_name
-from dlcwatch.jobspec import read_json
+from dlcwatch.delivery.results import delivered_name
+from dlcwatch.jobs.spec import read_json
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
-from dlcwatch.synthetic import write_video
+from dlcwatch.demo.synthetic import write_video
 
 pytestmark = needs_dlc
 

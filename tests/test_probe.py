@@ -1,7 +1,7 @@
 import pytest
 
-from dlcwatch.probe import ProbeError, probe_video
-from dlcwatch.synthetic import write_video
+from dlcwatch.intake.probe import ProbeError, probe_video
+from dlcwatch.demo.synthetic import write_video
 
 
 def test_a_good_video_reports_frames_rate_and_codec(tmp_path):

@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.image import AxesImage
 from matplotlib.text import Text
 
-from dlcwatch.qc import _behavior_runs, build_qc_figure, load_keypoints, make_qc_png
+from dlcwatch.worker.qc import _behavior_runs, build_qc_figure, load_keypoints, make_qc_png
 
 FRAMES = 60
 SCORER = "DLC_resnet50_testJan1shuffle1_100000"

@@ -10,12 +10,12 @@ from conftest import needs_dlc, write_config
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.errors import TransferError
-from dlcwatch.jobspec import read_json
-from dlcwatch.remote import RemoteDestination
+from dlcwatch.jobs.spec import read_json
+from dlcwatch.delivery.remote import RemoteDestination
 from dlcwatch.schema import parse_remote
-from dlcwatch.ssh import SshHost
+from dlcwatch.transport.ssh import SshHost
 from dlcwatch.states import VideoState as S
-from dlcwatch.synthetic import write_video
+from dlcwatch.demo.synthetic import write_video
 
 
 def test_remote_roots_are_recognised():

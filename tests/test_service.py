@@ -17,10 +17,10 @@ from servers import http_server, smtp_server
 from conftest import write_config
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
-from dlcwatch.notifications import batch_message, queue_notifications, send_due
+from dlcwatch.notify.policy import batch_message, queue_notifications, send_due
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
-from dlcwatch.synthetic import write_video
+from dlcwatch.demo.synthetic import write_video
 
 WEBHOOK_PATH = "/services/TSECRET/BSECRET/tokenSECRET123"
 
@@ -241,7 +241,7 @@ def test_intake_pauses_while_staging_is_short_of_space(tmp_path, lab, capsys):
 def test_a_daily_digest_goes_out_once_a_day_at_its_time(tmp_path):
     import datetime
 
-    from dlcwatch.notifications import digest_due
+    from dlcwatch.notify.policy import digest_due
 
     with smtp_server() as smtp, http_server() as slack:
         config = load_config(notify_config(tmp_path, smtp.port, slack.url(WEBHOOK_PATH)))

@@ -2,10 +2,10 @@
 
 import pytest
 
-from dlcwatch.cluster_files import StagedFiles, cluster_settings
+from dlcwatch.transport.job_files import StagedFiles, cluster_settings
 from dlcwatch.config import ConfigError, validate
 from dlcwatch.executors import make_executor
-from dlcwatch.executors.sge import SgeExecutor
+from dlcwatch.executors.sge.executor import SgeExecutor
 
 BASE = {"watch": {"roots": [{"path": "/v"}]}, "output": {"root": "/o"}, "model": {"config": "/m/config.yaml"}}
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from dlcwatch.executors.base import ARRAY_TASK_ID, ExecutorError, Outcome, Submission
-from dlcwatch.executors.sge import SgeExecutor
-from dlcwatch.executors.sge_states import parse_qstat_xml
-from dlcwatch.jobspec import ArrayFolder, write_json_atomic
+from dlcwatch.executors.sge.executor import SgeExecutor
+from dlcwatch.executors.sge.states import parse_qstat_xml
+from dlcwatch.jobs.spec import ArrayFolder, write_json_atomic
 from dlcwatch.states import JobState, VideoState
 from dlcwatch.store import Store
 from sge_fixtures import importable_setup, sge_settings

@@ -12,10 +12,10 @@ import pytest
 from conftest import cli, needs_dlc, write_config
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
-from dlcwatch.executors.sge import SgeExecutor
+from dlcwatch.executors.sge.executor import SgeExecutor
 from dlcwatch.states import JobState
 from dlcwatch.states import VideoState as S
-from dlcwatch.synthetic import write_video
+from dlcwatch.demo.synthetic import write_video
 from sge_fixtures import importable_setup
 from slurm_fixtures import CountingRunner, placeholder_model, sleeping_python, wait_for
 
@@ -63,7 +63,7 @@ def test_real_workers_in_an_array_and_a_restarted_daemon_deliver_each_video_once
     assert sorted(job.executor_job_id for job in jobs) == [f"{array_id}.1", f"{array_id}.2"]
     assert all(job.executor == "sge" for job in jobs)
     script = (Path(jobs[0].spec_path).parent / "job.qsub").read_text()
-    assert "#$ -l gpu=1\n" in script and "#$ -t 1-2\n" in script and "dlcwatch.worker" in script
+    assert "#$ -l gpu=1\n" in script and "#$ -t 1-2\n" in script and "-m dlcwatch.worker " in script
     first.close()  # the daemon dies; Grid Engine keeps the jobs
 
     second = Daemon(load_config(config_path), watch_events=False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
-from dlcwatch.executors.sge_script import format_walltime, render_qsub_script
+from dlcwatch.executors.sge.script import format_walltime, render_qsub_script
 from sge_fixtures import sge_settings
 
 GOLDEN = Path(__file__).with_name("golden")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from dlcwatch.executors.base import Outcome
-from dlcwatch.executors.sge_states import (
+from dlcwatch.executors.sge.states import (
     STATE_OUTCOMES,
     SgeRecord,
     category_limits,

@@ -8,7 +8,7 @@ import pytest
 from conftest import cli, write_config
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
-from dlcwatch.executors.slurm import SlurmExecutor
+from dlcwatch.executors.slurm.executor import SlurmExecutor
 from dlcwatch.states import JobState
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store

@@ -3,7 +3,7 @@ configured time, the next job goes to the CPU partition and starts there."""
 
 import time
 
-from dlcwatch.jobspec import read_json
+from dlcwatch.jobs.spec import read_json
 from dlcwatch.states import JobState
 from slurm_fixtures import wait_for
 from test_slurm_arrays import array_daemon, cancel_all, queue_videos

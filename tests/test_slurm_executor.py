@@ -18,12 +18,12 @@ import pytest
 
 from conftest import needs_dlc
 from dlcwatch.executors.base import ExecutorError, Outcome, Submission
-from dlcwatch.executors.sbatch_script import ARRAY_TASK_ID
-from dlcwatch.executors.slurm import SlurmExecutor
-from dlcwatch.jobspec import EXIT_OK, MISSING, OK, read_result, write_json_atomic
+from dlcwatch.executors.slurm.script import ARRAY_TASK_ID
+from dlcwatch.executors.slurm.executor import SlurmExecutor
+from dlcwatch.jobs.spec import EXIT_OK, MISSING, OK, read_result, write_json_atomic
 from dlcwatch.states import JobState, VideoState
 from dlcwatch.store import Store
-from dlcwatch.synthetic import write_video
+from dlcwatch.demo.synthetic import write_video
 from slurm_fixtures import CountingRunner, fake_python, slurm_settings, wait_for, write_spec
 
 pytest_plugins = ["slurm_fixtures"]  # the fixtures slurm_cluster and slurm_accounting_cluster
@@ -214,7 +214,7 @@ def test_a_job_array_runs_every_task_on_its_own_spec(slurm_cluster, tmp_path):
 # ---------------------------------------------------------------------- the controller goes away
 
 def test_a_stopped_controller_means_no_news_and_fewer_questions(slurm_cluster, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG, logger="dlcwatch.executors.slurm")
+    caplog.set_level(logging.DEBUG, logger="dlcwatch.executors.slurm.executor")
     now = [time.time()]
     counting = CountingRunner(slurm_cluster.runner)
     executor = make_executor(slurm_cluster, tmp_path, runner=counting, clock=lambda: now[0],

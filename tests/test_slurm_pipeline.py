@@ -9,7 +9,7 @@ from conftest import cli, needs_dlc, write_config
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.states import VideoState as S
-from dlcwatch.synthetic import write_video
+from dlcwatch.demo.synthetic import write_video
 from slurm_fixtures import sleeping_python, wait_for
 
 pytestmark = needs_dlc
@@ -61,7 +61,7 @@ def test_videos_go_through_slurm_and_a_restarted_daemon_delivers_each_once(eithe
     assert all(job.executor == "slurm" for job in jobs)
     script = (Path(jobs[0].spec_path).parent / "job.sbatch").read_text()
     assert ("--gres=gpu:1" in script) == bool(gpus)
-    assert "dlcwatch.worker" in script and "#SBATCH --array=0-1\n" in script
+    assert "-m dlcwatch.worker " in script and "#SBATCH --array=0-1\n" in script
     first.close()  # the daemon dies; SLURM keeps the jobs
     if either_cluster.settings.get("WITH_ACCOUNTING"):
         # Down long enough for the tasks to end and squeue to forget them: only sacct knows them now.

@@ -14,9 +14,9 @@ import sshd
 from conftest import needs_dlc, write_config
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
-from dlcwatch.jobspec import read_json
+from dlcwatch.jobs.spec import read_json
 from dlcwatch.states import VideoState as S
-from dlcwatch.synthetic import write_video
+from dlcwatch.demo.synthetic import write_video
 from slurm_fixtures import placeholder_model, reporting_python, sleeping_python, wait_for
 
 pytest_plugins = ["slurm_fixtures"]

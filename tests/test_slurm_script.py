@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dlcwatch.executors.base import Submission
-from dlcwatch.executors.sbatch_script import ARRAY_TASK_ID, format_memory, format_minutes, render_sbatch_script
+from dlcwatch.executors.slurm.script import ARRAY_TASK_ID, format_memory, format_minutes, render_sbatch_script
 from slurm_fixtures import slurm_settings
 
 GOLDEN = Path(__file__).with_name("golden") / "sbatch_basic.sh"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dlcwatch.executors.base import Outcome
-from dlcwatch.executors.slurm_states import (
+from dlcwatch.executors.slurm.states import (
     STATE_OUTCOMES,
     SlurmRecord,
     config_number,

@@ -7,7 +7,7 @@ import pytest
 
 import sshd
 from dlcwatch.errors import TransferError
-from dlcwatch.ssh import SshHost, SshUnreachable, socket_folder, ssh_runner
+from dlcwatch.transport.ssh import SshHost, SshUnreachable, socket_folder, ssh_runner
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import needs_dlc, write_config
 from dlcwatch.store import Store
-from dlcwatch.synthetic import write_video
+from dlcwatch.demo.synthetic import write_video
 from test_web_server import HOSTILE, get, web_server
 
 pytestmark = needs_dlc

@@ -28,7 +28,7 @@ import yaml
 from conftest import cli, write_config
 from dlcwatch.states import JobState, VideoState as S
 from dlcwatch.store import Store
-from dlcwatch.synthetic import write_video
+from dlcwatch.demo.synthetic import write_video
 
 pytest.importorskip("starlette", reason="the web extra is not installed: pip install 'dlcwatch[web]'")
 pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install 'dlcwatch[web]'")

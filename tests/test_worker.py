@@ -8,8 +8,8 @@ import cv2
 import pandas as pd
 
 from conftest import needs_dlc
-from dlcwatch.jobspec import BAD_VIDEO, EXIT_BAD_INPUT, MISSING, OK, read_json, write_json_atomic
-from dlcwatch.synthetic import write_video
+from dlcwatch.jobs.spec import BAD_VIDEO, EXIT_BAD_INPUT, MISSING, OK, read_json, write_json_atomic
+from dlcwatch.demo.synthetic import write_video
 
 pytestmark = needs_dlc
 
@@ -91,7 +91,7 @@ def test_a_labeled_video_that_fails_costs_only_itself(tmp_path):
     """The clip cannot be cut from a file OpenCV cannot read: the entry says why, nothing is raised."""
     import numpy as np
 
-    from dlcwatch import analysis, worker
+    from dlcwatch.worker import dlc as analysis, job as worker
 
     columns = pd.MultiIndex.from_product([["DLC_x"], ["head"], ["x", "y", "likelihood"]],
                                          names=["scorer", "bodyparts", "coords"])

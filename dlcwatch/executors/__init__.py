@@ -13,17 +13,17 @@ def make_executor(config) -> Executor:
 
         return LocalExecutor(config.executor.local)
     if kind == "slurm":
-        from dlcwatch.cluster_files import cluster_files, cluster_ssh_host
-        from dlcwatch.executors.slurm import SlurmExecutor
-        from dlcwatch.ssh import ssh_runner
+        from dlcwatch.transport.job_files import cluster_files, cluster_ssh_host
+        from dlcwatch.executors.slurm.executor import SlurmExecutor
+        from dlcwatch.transport.ssh import ssh_runner
 
         host = cluster_ssh_host(config)
         return SlurmExecutor(config.executor.slurm, runner=ssh_runner(host) if host else None,
                              files=cluster_files(config))
     if kind == "sge":
-        from dlcwatch.cluster_files import cluster_files, cluster_ssh_host
-        from dlcwatch.executors.sge import SgeExecutor
-        from dlcwatch.ssh import ssh_runner
+        from dlcwatch.transport.job_files import cluster_files, cluster_ssh_host
+        from dlcwatch.executors.sge.executor import SgeExecutor
+        from dlcwatch.transport.ssh import ssh_runner
 
         host = cluster_ssh_host(config)
         return SgeExecutor(config.executor.sge, runner=ssh_runner(host) if host else None,

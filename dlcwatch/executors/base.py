@@ -16,7 +16,7 @@ from dlcwatch.errors import ExecutorError
 from dlcwatch.store import Job
 
 if TYPE_CHECKING:
-    from dlcwatch.cluster_files import SharedFiles, StagedFiles
+    from dlcwatch.transport.job_files import SharedFiles, StagedFiles
 
 
 # In the spec and log paths of an array submission, each task puts its own index here.
@@ -62,7 +62,7 @@ class Executor(Protocol):
     name: str
     poll_interval_s: float  # the daemon asks no more often than this
     unreachable: str        # why the scheduler does not answer now; '' when it does
-    files: "SharedFiles | StagedFiles"  # how job files reach where jobs run (dlcwatch.cluster_files)
+    files: "SharedFiles | StagedFiles"  # how job files reach where jobs run (dlcwatch.transport.job_files)
 
     def next_resources(self, outcome: Outcome, resources: dict) -> dict | None:
         """Given how a job ended and what it asked for, return what the retry asks for, or None

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 from dlcwatch.backoff import Backoff
-from dlcwatch.cluster_files import SharedFiles
+from dlcwatch.transport.job_files import SharedFiles
 from dlcwatch.executors.base import ARRAY_TASK_ID, ExecutorError, JobStatus, Outcome, Submission
-from dlcwatch.jobspec import EXIT_OK, ArrayFolder, read_result
+from dlcwatch.jobs.spec import EXIT_OK, ArrayFolder, read_result
 from dlcwatch.run import CommandResult, Runner, run
 from dlcwatch.store import Job
 

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import dlcwatch
-from dlcwatch.cluster_files import SharedFiles
+from dlcwatch.transport.job_files import SharedFiles
 from dlcwatch.executors.base import ExecutorError, JobStatus, Outcome, Submission
-from dlcwatch.jobspec import EXIT_ATTEMPT_FAILED, EXIT_BAD_INPUT, EXIT_OK, read_result
+from dlcwatch.jobs.spec import EXIT_ATTEMPT_FAILED, EXIT_BAD_INPUT, EXIT_OK, read_result
 from dlcwatch.store import Job
 
 log = logging.getLogger("dlcwatch.executors.local")

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlcwatch.delivery import MANIFEST
+from dlcwatch.delivery.results import MANIFEST
 from dlcwatch.schema import parse_remote
 from dlcwatch.store import Video
 

@@ -7,7 +7,7 @@ total timeout: a 20-GB video on a slow share takes minutes. Instead the caller w
 Counting packets reads the whole file. Where the container holds an exact frame count (MP4/MOV
 sample tables, the AVI index), the header is enough and the one full read is the sha256; where
 it does not (Matroska, MPEG-TS, raw streams), the packets are counted from a pipe fed by that
-same read (intake.py), so each video is read once either way.
+same read (admission.py), so each video is read once either way.
 """
 
 from __future__ import annotations

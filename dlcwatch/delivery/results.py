@@ -13,11 +13,11 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import dlcwatch
-from dlcwatch.checksum import sha256_file
+from dlcwatch.intake.fingerprint import sha256_file
 from dlcwatch.errors import OutputsGone
 from dlcwatch.files import Permissions, copy_verified, default_permissions, fsync_folder, make_folder, write_json_atomic
-from dlcwatch.jobspec import read_json, video_folder_name
-from dlcwatch.remote import RemoteDestination
+from dlcwatch.jobs.spec import read_json, video_folder_name
+from dlcwatch.delivery.remote import RemoteDestination
 from dlcwatch.store import Job, Video
 
 MANIFEST = "manifest.json"

@@ -15,7 +15,7 @@ from dlcwatch.reads import Read, ReadPool
 from dlcwatch.states import VideoState
 from dlcwatch.store import Job, Store, Video
 
-log = logging.getLogger("dlcwatch.cluster_staging")
+log = logging.getLogger("dlcwatch.transport.scratch_sync")
 
 S = VideoState
 STAGE_RETRY_S = 300.0   # a video whose copy to the cluster failed waits this long before the next try
@@ -23,7 +23,7 @@ WAITING = (S.QUEUED, S.SUBMITTED, S.RUNNING)  # a video in these states still ne
 
 
 class ClusterStaging:
-    """Given the store, how job files reach the cluster (dlcwatch.cluster_files) and the scratch
+    """Given the store, how job files reach the cluster (dlcwatch.transport.job_files) and the scratch
     quota, keep scratch in step. Videos are copied there outside the main loop (a 20-GB video takes
     minutes), at most `per_filesystem` at once per local file system, given up after `stall_s`
     without progress; the loop only starts copies and records how they ended."""

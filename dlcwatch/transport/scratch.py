@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from dlcwatch.errors import TransferError
-from dlcwatch.jobspec import staged_name
-from dlcwatch.ssh import SshHost, check_output
+from dlcwatch.jobs.spec import staged_name
+from dlcwatch.transport.ssh import SshHost, check_output
 
 PARTIAL_DIR = ".partial"  # inside videos/: an interrupted copy waits here and is resumed
 # Large parts of a DeepLabCut project that analysis never reads.

@@ -1,7 +1,7 @@
 """File-system events from watchdog, kept as hints.
 
 Events say "look at this path soon" and "this file is open for writing"; they never decide on
-their own. The periodic rescan in intake.py is the truth, so a missed event (inotify overflow, a
+their own. The periodic rescan in admission.py is the truth, so a missed event (inotify overflow, a
 write from another NFS client) never loses a video. Roots on network file systems are not
 watched here at all: inotify sees nothing there, and the rescan already polls them.
 """
@@ -14,7 +14,7 @@ import threading
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-log = logging.getLogger("dlcwatch.watcher")
+log = logging.getLogger("dlcwatch.intake.events")
 
 
 class FileEvents(FileSystemEventHandler):

@@ -6,7 +6,7 @@ synthetic video → create_new_project → labels written from the known truth �
 Training starts from a random-initialised snapshot passed to train_network: DeepLabCut 3.0.2
 otherwise asks timm for ImageNet weights, a download that must never happen here.
 
-Run as `python -m dlcwatch.tinydlc FOLDER`; prints the path of the project's config.yaml.
+Run as `python -m dlcwatch.demo.tinydlc FOLDER`; prints the path of the project's config.yaml.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcwatch.synthetic import BODYPARTS, draw_frame, positions, write_video
+from dlcwatch.demo.synthetic import BODYPARTS, draw_frame, positions, write_video
 
 BACKBONE = "test_resnet"  # timm's smallest ResNet: 96 output channels
 BACKBONE_CHANNELS = 96
@@ -113,7 +113,7 @@ def train_from_random_weights(config: Path, project: Path, *, epochs: int, size:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dlcwatch.tinydlc",
+    parser = argparse.ArgumentParser(prog="python -m dlcwatch.demo.tinydlc",
                                      description="Build and train a tiny DeepLabCut project offline.")
     parser.add_argument("folder", help="where to create the project")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlcwatch.cluster_scratch import ClusterScratch
-from dlcwatch.ssh import SshHost
+from dlcwatch.transport.scratch import ClusterScratch
+from dlcwatch.transport.ssh import SshHost
 
 
 class SharedFiles:

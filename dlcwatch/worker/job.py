@@ -15,9 +15,9 @@ import time
 import traceback
 from pathlib import Path
 
-from dlcwatch import analysis
+from dlcwatch.worker import dlc
 from dlcwatch.errors import BadVideo
-from dlcwatch.jobspec import (
+from dlcwatch.jobs.spec import (
     BAD_VIDEO,
     ERROR,
     EXIT_ATTEMPT_FAILED,
@@ -34,7 +34,7 @@ from dlcwatch.jobspec import (
     write_json_atomic,
 )
 
-log = logging.getLogger("dlcwatch.worker")
+log = logging.getLogger("dlcwatch.worker.job")
 
 # OpenCV's words when a video cannot be opened or decoded: the video is bad, not the attempt.
 BAD_VIDEO_MARKERS = ("could not open", "cannot open", "failed to open", "invalid data", "moov atom",
@@ -84,24 +84,24 @@ def run_job(spec: dict) -> int:
 
 def _load(spec: dict, work_dir: Path, result: dict):
     started = time.monotonic()
-    deeplabcut = analysis.load_deeplabcut()
+    deeplabcut = dlc.load_deeplabcut()
     settings = spec["model"]
     multi_animal = settings.get("multi_animal") or {}
     tracker = multi_animal.get("tracker", "project")
-    config = analysis.prepare_project(Path(settings["config"]), JobFolder(work_dir).project,
+    config = dlc.prepare_project(Path(settings["config"]), JobFolder(work_dir).project,
                                       {} if tracker == "project" else {"default_track_method": tracker})
-    model = analysis.resolve_model(deeplabcut, config, settings["shuffle"], settings["trainingsetindex"],
+    model = dlc.resolve_model(deeplabcut, config, settings["shuffle"], settings["trainingsetindex"],
                                    settings["batch_size"], settings["device"], multi_animal)
     if model.multi_animal and model.auto_track:
-        analysis.check_tracker()  # once here, not one wasted analysis per video
-    result.update(dlc_version=analysis.dlc_version(deeplabcut), engine=model.engine, device=model.device,
-                  load_seconds=analysis.elapsed(started))
+        dlc.check_tracker()  # once here, not one wasted analysis per video
+    result.update(dlc_version=dlc.dlc_version(deeplabcut), engine=model.engine, device=model.device,
+                  load_seconds=dlc.elapsed(started))
     log.info("DeepLabCut %s, %s engine on %s, loaded in %.1f s", result["dlc_version"], model.engine,
              model.device, result["load_seconds"])
     return deeplabcut, model
 
 
-def analyze_one(deeplabcut, model: analysis.Model, spec: dict, video: dict, work_dir: Path) -> dict:
+def analyze_one(deeplabcut, model: dlc.Model, spec: dict, video: dict, work_dir: Path) -> dict:
     """Given one video entry of the spec, analyze it; return its entry for the result file."""
     started = time.monotonic()
     source = Path(video["path"])
@@ -123,8 +123,8 @@ def analyze_one(deeplabcut, model: analysis.Model, spec: dict, video: dict, work
         log.info("video %s: analyzing %s", video["id"], source)
         no_animal = False
         try:
-            scorer = analysis.analyze(deeplabcut, model, staged, output)
-        except analysis.NoAnimalFound:
+            scorer = dlc.analyze(deeplabcut, model, staged, output)
+        except dlc.NoAnimalFound:
             no_animal, scorer = True, ""
         except Exception as error:  # noqa: BLE001
             if _looks_like_bad_video(error):
@@ -140,7 +140,7 @@ def analyze_one(deeplabcut, model: analysis.Model, spec: dict, video: dict, work
         filtering = spec.get("filter") or {}
         trackable = not model.multi_animal or (model.auto_track and entry["status"] == OK)
         if filtering.get("enabled") and trackable:
-            analysis.filter_predictions(deeplabcut, model, staged, output, filtering["type"],
+            dlc.filter_predictions(deeplabcut, model, staged, output, filtering["type"],
                                         filtering["window_length"])
             outputs.update(_outputs(model, output, staged.stem))
         if spec.get("behavior_model") and entry["status"] == OK:
@@ -156,20 +156,20 @@ def analyze_one(deeplabcut, model: analysis.Model, spec: dict, video: dict, work
         if spec.get("copy_videos"):
             staged.unlink()
         log.info("video %s: %d frames analyzed in %.1f s", video["id"], entry["frames"], time.monotonic() - started)
-        return {**entry, "seconds": analysis.elapsed(started),
+        return {**entry, "seconds": dlc.elapsed(started),
                 "outputs": {kind: str(path) for kind, path in outputs.items()}}
     except BadVideo as error:
         log.error("video %s: bad video: %s", video["id"], error)
-        return {"status": BAD_VIDEO, "message": str(error), "seconds": analysis.elapsed(started)}
+        return {"status": BAD_VIDEO, "message": str(error), "seconds": dlc.elapsed(started)}
     except Exception as error:  # noqa: BLE001 - any other failure is this attempt's, not the video's
         log.error("video %s: attempt failed:\n%s", video["id"], traceback.format_exc())
-        return {"status": ERROR, "message": f"{type(error).__name__}: {error}", "seconds": analysis.elapsed(started)}
+        return {"status": ERROR, "message": f"{type(error).__name__}: {error}", "seconds": dlc.elapsed(started)}
 
 
-def _outputs(model: analysis.Model, output: Path, stem: str) -> dict[str, Path]:
+def _outputs(model: dlc.Model, output: Path, stem: str) -> dict[str, Path]:
     """Return the files to deliver; of a single-animal project's pickles only the meta (its table holds
     the same detections, the full pickle would only double the size)."""
-    outputs = analysis.find_outputs(output, stem)
+    outputs = dlc.find_outputs(output, stem)
     if not model.multi_animal:
         for kind in ("dlc_detections", "dlc_assemblies"):
             outputs.pop(kind, None)
@@ -180,14 +180,14 @@ def _single_animal_table(outputs: dict, video: dict) -> dict:
     """Check a single-animal table has one row per frame; return the video's result entry so far."""
     if "keypoints_h5" not in outputs:
         raise RuntimeError(f"DeepLabCut wrote no .h5 for the video (found {sorted(p.name for p in outputs.values())})")
-    rows = analysis.count_rows(outputs["keypoints_h5"])
+    rows = dlc.count_rows(outputs["keypoints_h5"])
     if rows != video["frames"]:
         raise BadVideo(f"DeepLabCut produced {rows} rows but ffprobe counted {video['frames']} frames: "
                        "the file is damaged or its frame count is unreliable")
     return {"status": OK, "frames": rows}
 
 
-def _multi_animal_tables(model: analysis.Model, outputs: dict, output: Path, stem: str, video: dict,
+def _multi_animal_tables(model: dlc.Model, outputs: dict, output: Path, stem: str, video: dict,
                          no_animal: bool) -> dict:
     """Given a multi-animal video's outputs, give its table one row per frame (an empty table where no
     animal was tracked); return the video's result entry so far."""
@@ -195,26 +195,26 @@ def _multi_animal_tables(model: analysis.Model, outputs: dict, output: Path, ste
     if detections is None:
         raise RuntimeError(f"DeepLabCut wrote no detections (_full.pickle) for the video "
                            f"(found {sorted(p.name for p in output.iterdir())})")
-    frames = analysis.frames_analyzed(detections)
+    frames = dlc.frames_analyzed(detections)
     if frames != video["frames"]:
         raise BadVideo(f"DeepLabCut read {frames} frames but ffprobe counted {video['frames']} frames: "
                        "the file is damaged or its frame count is unreliable")
     prefix = detections.name[:-len("_full.pickle")]
     entry = {"status": OK, "frames": frames, "scorer": prefix[len(stem):]}
     if no_animal:
-        seen = analysis.frames_with_detections(outputs["dlc_assemblies"]) if "dlc_assemblies" in outputs else 0
-        table = analysis.write_empty_tracked_table(model.config, output, prefix, model.tracker_suffix, frames)
+        seen = dlc.frames_with_detections(outputs["dlc_assemblies"]) if "dlc_assemblies" in outputs else 0
+        table = dlc.write_empty_tracked_table(model.config, output, prefix, model.tracker_suffix, frames)
         reason = ("no animal found: DeepLabCut detected no animal in any frame" if not seen else
                   f"no animal found: animals were detected in {seen} of {frames} frames, but no track lasted "
                   "long enough to keep")
         log.info("video %s: %s", video["id"], reason)
-        entry.update(status=NO_ANIMAL, message=reason, tracking=analysis.tracking_summary(analysis.read_table(table)))
+        entry.update(status=NO_ANIMAL, message=reason, tracking=dlc.tracking_summary(dlc.read_table(table)))
     elif model.auto_track:
         table = outputs.get("keypoints_h5")
         if table is None:
             raise RuntimeError("DeepLabCut tracked the video but wrote no table")
         try:
-            entry["tracking"] = analysis.complete_tracked_table(table, outputs.get("keypoints_csv"), frames)
+            entry["tracking"] = dlc.complete_tracked_table(table, outputs.get("keypoints_csv"), frames)
         except ValueError as error:
             raise BadVideo(str(error)) from error
     else:
@@ -224,20 +224,20 @@ def _multi_animal_tables(model: analysis.Model, outputs: dict, output: Path, ste
     return entry
 
 
-def _labeled_video(deeplabcut, model: analysis.Model, staged: Path, output: Path, outputs: dict, video: dict,
+def _labeled_video(deeplabcut, model: dlc.Model, staged: Path, output: Path, outputs: dict, video: dict,
                    settings: dict, entry: dict) -> dict[str, Path]:
     """Make the labeled video; a failure here is recorded and costs the labeled video, never the keypoints."""
     labeled = settings.get("labeled_video") or {}
     table = outputs.get("keypoints_filtered_h5", outputs["keypoints_h5"])
     started = time.monotonic()
     try:
-        path, shown = analysis.make_labeled_video(deeplabcut, model, staged, output, table, labeled.get("mode", "clip"),
+        path, shown = dlc.make_labeled_video(deeplabcut, model, staged, output, table, labeled.get("mode", "clip"),
                                                   float(labeled.get("clip_s", 10.0)), video.get("fps"))
     except Exception as error:  # noqa: BLE001
         log.warning("video %s: no labeled video:\n%s", video["id"], traceback.format_exc())
         entry["labeled_video_error"] = f"{type(error).__name__}: {error}"
         return {}
-    entry["labeled_video"] = {**shown, "made_in_s": analysis.elapsed(started)}
+    entry["labeled_video"] = {**shown, "made_in_s": dlc.elapsed(started)}
     return {"labeled_video": path}
 
 
@@ -258,7 +258,7 @@ def _quality_picture(staged: Path, keypoints: Path, output: Path, behavior_csv: 
                      title: str) -> dict[str, Path]:
     """Draw the QC picture; a failure here is logged and costs the picture, never the keypoints."""
     try:
-        from dlcwatch.qc import make_qc_png
+        from dlcwatch.worker.qc import make_qc_png
 
         return {"qc_png": make_qc_png(keypoints, staged, output / f"{staged.stem}_qc.png",
                                       behavior_csv=behavior_csv, title=title)}
@@ -290,6 +290,3 @@ def _hostname() -> str:
 
     return socket.gethostname()
 
-
-if __name__ == "__main__":
-    sys.exit(main())

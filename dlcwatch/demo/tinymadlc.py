@@ -11,7 +11,7 @@ DeepLabCut 3.0.2 otherwise asks timm for ImageNet weights, a download that must 
 The four marks are not on one line on purpose: DeepLabCut's default "ellipse" tracker fits an
 ellipse to each animal's keypoints, and collinear keypoints give a degenerate one.
 
-Run as `python -m dlcwatch.tinymadlc FOLDER`; prints the path of the project's config.yaml.
+Run as `python -m dlcwatch.demo.tinymadlc FOLDER`; prints the path of the project's config.yaml.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcwatch.synthetic import video_command
-from dlcwatch.tinydlc import save_labels, train_from_random_weights
+from dlcwatch.demo.synthetic import video_command
+from dlcwatch.demo.tinydlc import save_labels, train_from_random_weights
 
 INDIVIDUALS = ("mouse1", "mouse2")
 BODYPARTS = ("nose", "left", "right", "tail")
@@ -131,7 +131,7 @@ def build_tiny_multi_animal_project(folder: str | Path, *, epochs: int = 25, fra
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dlcwatch.tinymadlc",
+    parser = argparse.ArgumentParser(prog="python -m dlcwatch.demo.tinymadlc",
                                      description="Build and train a tiny two-animal DeepLabCut project offline.")
     parser.add_argument("folder", help="where to create the project")
     parser.add_argument("--epochs", type=int, default=25, help="training epochs (default 25)")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from dlcwatch.files import Permissions, TransferError, default_permissions
-from dlcwatch.ssh import SshHost, check_output
+from dlcwatch.transport.ssh import SshHost, check_output
 
 @dataclass(frozen=True)
 class RemoteDestination:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from dlcwatch.synthetic import write_video
+from dlcwatch.demo.synthetic import write_video
 
-log = logging.getLogger("dlcwatch.demo")
+log = logging.getLogger("dlcwatch.demo.run")
 
 # Names a lab really produces: accents, spaces, shell metacharacters, a sub-folder.
 DEMO_VIDEOS = ["mouse01_openfield.mp4", "souris_été_ü.mp4", "session 2/rat $(touch x); 'B'.avi",
@@ -102,7 +102,7 @@ def _tiny_model(folder: Path) -> Path:
 
     with open(log_path, "wb") as log_file, Console().status(
             f"training a tiny DeepLabCut model in {folder} (about a minute on a CPU; log: {log_path})"):
-        completed = subprocess.run([sys.executable, "-m", "dlcwatch.tinydlc", str(folder)], stdout=log_file,
+        completed = subprocess.run([sys.executable, "-m", "dlcwatch.demo.tinydlc", str(folder)], stdout=log_file,
                                    stderr=subprocess.STDOUT)
     if completed.returncode != 0:
         raise SystemExit(f"training the demo model failed; see {log_path}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-log = logging.getLogger("dlcwatch.discovery")
+log = logging.getLogger("dlcwatch.intake.scan")
 
 # Names that writers use while a file is incomplete: browsers, rsync, scp/WinSCP, editors.
 PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".filepart", ".download", "~")

@@ -1,7 +1,7 @@
 """The SLURM executor: each job is one sbatch job running `python -m dlcwatch.worker SPEC`.
 
 Every SLURM command goes through one runner (dlcwatch.run: argv in, CommandResult out, never a
-shell), so `slurm.host: user@login` wraps it in ssh (dlcwatch.ssh.ssh_runner) and nothing else changes.
+shell), so `slurm.host: user@login` wraps it in ssh (dlcwatch.transport.ssh.ssh_runner) and nothing else changes.
 
 A poll costs at most two commands whatever the number of jobs: one `squeue` for all of them and,
 only for jobs squeue no longer lists (it forgets ended jobs after MinJobAge), one `sacct`. A job
@@ -24,8 +24,8 @@ import time
 from dlcwatch.errors import SubmitLimitReached
 from dlcwatch.executors.base import ExecutorError, JobStatus, Submission
 from dlcwatch.executors.cluster import ClusterExecutor
-from dlcwatch.executors.sbatch_script import render_sbatch_script
-from dlcwatch.executors.slurm_states import (
+from dlcwatch.executors.slurm.script import render_sbatch_script
+from dlcwatch.executors.slurm.states import (
     SACCT_FORMAT,
     SQUEUE_FORMAT,
     SlurmRecord,
@@ -43,7 +43,7 @@ from dlcwatch.executors.slurm_states import (
 from dlcwatch.run import Runner
 from dlcwatch.store import Job
 
-log = logging.getLogger("dlcwatch.executors.slurm")
+log = logging.getLogger("dlcwatch.executors.slurm.executor")
 
 
 SCRIPT_NAME = "job.sbatch"
@@ -143,7 +143,7 @@ class SlurmExecutor(ClusterExecutor):
         return self._array_limit(self._submit_limit, config_number(self.cluster_config() or {}, "MaxArraySize"))
 
     def submit_array(self, submission: Submission, count: int, *, throttle: int | None = None) -> list[str]:
-        """Given a submission whose spec and log paths hold ARRAY_TASK_ID (sbatch_script), submit
+        """Given a submission whose spec and log paths hold ARRAY_TASK_ID (slurm.script), submit
         one job array of count tasks, at most throttle running at once (None: executor.slurm.
         array_throttle; 0: no limit); return the task ids ('123_0', '123_1', …). Raise
         ExecutorError beyond the cluster's MaxArraySize."""

@@ -6,7 +6,7 @@ sha256 is known. Bad files are quarantined with the reason; nothing is dropped s
 
 Probing and hashing read whole files (minutes for a 20-GB video on a share): they run in a
 ReadPool outside the main loop, and tick() only starts them and collects what they found.
-Scans list only the folders whose mtime changed (discovery.TreeScanner), with a full rescan
+Scans list only the folders whose mtime changed (intake.scan.TreeScanner), with a full rescan
 every watch.full_rescan_interval_s.
 """
 
@@ -17,17 +17,17 @@ import os
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
-from dlcwatch.checksum import sha256_stream
-from dlcwatch.discovery import FileSeen, TreeScanner, is_candidate, should_poll
-from dlcwatch.probe import (ProbeError, ProbeUnavailableError, VideoInfo, counted_frames, pipe_count_command,
+from dlcwatch.intake.fingerprint import sha256_stream
+from dlcwatch.intake.scan import FileSeen, TreeScanner, is_candidate, should_poll
+from dlcwatch.intake.probe import (ProbeError, ProbeUnavailableError, VideoInfo, counted_frames, pipe_count_command,
                             probe_header, probe_video)
 from dlcwatch.reads import Read, ReadCancelled, ReadPool, ReadStalled
 from dlcwatch.run import run
 from dlcwatch.states import VideoState
 from dlcwatch.store import Store, Video
-from dlcwatch.watcher import FileEvents
+from dlcwatch.intake.events import FileEvents
 
-log = logging.getLogger("dlcwatch.intake")
+log = logging.getLogger("dlcwatch.intake.admission")
 
 S = VideoState
 # With an open-for-write report but no close (a lost event), still admit after this many settle times.

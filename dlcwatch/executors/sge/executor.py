@@ -25,8 +25,8 @@ import time
 from dlcwatch.errors import SubmitLimitReached
 from dlcwatch.executors.base import ExecutorError, JobStatus, Outcome, Submission
 from dlcwatch.executors.cluster import ClusterExecutor, job_name
-from dlcwatch.executors.sge_script import render_qsub_script
-from dlcwatch.executors.sge_states import (
+from dlcwatch.executors.sge.script import render_qsub_script
+from dlcwatch.executors.sge.states import (
     SgeRecord,
     config_limit,
     is_no_accounting_yet,
@@ -42,7 +42,7 @@ from dlcwatch.executors.sge_states import (
 from dlcwatch.run import Runner
 from dlcwatch.store import Job
 
-log = logging.getLogger("dlcwatch.executors.sge")
+log = logging.getLogger("dlcwatch.executors.sge.executor")
 
 SCRIPT_NAME = "job.qsub"
 ACCOUNTING_MARGIN_S = 86400.0  # qacct -b reads the cluster's local time; a day covers any time zone

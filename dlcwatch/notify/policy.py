@@ -26,7 +26,7 @@ from dlcwatch.states import VIDEO_NEEDS_A_PERSON, VIDEO_PENDING, VIDEO_TERMINAL,
 from dlcwatch.status import format_duration
 from dlcwatch.store import Store, Video
 
-log = logging.getLogger("dlcwatch.notifications")
+log = logging.getLogger("dlcwatch.notify.policy")
 
 S = VideoState
 MAX_ATTACHMENTS = 5

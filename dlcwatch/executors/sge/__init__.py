@@ -1,0 +1,1 @@
+"""The Grid Engine executor: job scripts, one status call per poll, states mapped to outcomes."""

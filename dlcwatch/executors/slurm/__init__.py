@@ -1,0 +1,1 @@
+"""The SLURM executor: job scripts, one status call per poll, states mapped to outcomes."""

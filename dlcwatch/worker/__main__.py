@@ -1,0 +1,3 @@
+from dlcwatch.worker.job import main
+
+raise SystemExit(main())
