@@ -1,3 +1,4 @@
 from dlcwatch.worker.job import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a QC drawing process ("spawn") imports this module
+    raise SystemExit(main())

@@ -1,9 +1,11 @@
 """The job itself: `python -m dlcwatch.worker SPEC.json`, run by an executor.
 
-For each video of the spec: stage it under a safe ASCII name, analyze it with DeepLabCut into a
-folder of its own, optionally filter, and check that the keypoints have one row per frame
-ffprobe counted. The result file is rewritten (atomically) after every video, so what finished
-is known even if the job is killed later. Imports only what a DeepLabCut environment has.
+The model is built once for the job (worker/inference.py). For each video of the spec: stage it
+under a safe ASCII name, analyze it into a folder of its own, optionally filter, and check that the
+keypoints have one row per frame ffprobe counted; its QC picture is drawn beside the next video
+(worker/pictures.py). The result file is rewritten (atomically) after every video, so what
+finished is known even if the job is killed later; it says where the time went, for the job
+(import, project, model) and for each video. Imports only what a DeepLabCut environment has.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import time
 import traceback
 from pathlib import Path
 
-from dlcwatch.worker import dlc
 from dlcwatch.errors import BadVideo
+from dlcwatch.worker import dlc, inference
+from dlcwatch.worker.pictures import Pictures
 from dlcwatch.jobs.spec import (
     BAD_VIDEO,
     ERROR,
@@ -37,8 +40,8 @@ from dlcwatch.jobs.spec import (
 log = logging.getLogger("dlcwatch.worker.job")
 
 # OpenCV's words when a video cannot be opened or decoded: the video is bad, not the attempt.
-BAD_VIDEO_MARKERS = ("could not open", "cannot open", "failed to open", "invalid data", "moov atom",
-                     "no frames", "0 frames", "could not read")
+BAD_VIDEO_MARKERS = ("could not open", "could not be opened", "cannot open", "failed to open", "invalid data",
+                     "moov atom", "no frames", "0 frames", "could not read")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,42 +71,71 @@ def run_job(spec: dict) -> int:
     }
     write_json_atomic(result_path, result)
     pending = [video for video in spec["videos"] if str(video["id"]) not in result["videos"]]
+    # Started first, so that the drawing process imports matplotlib while the model loads.
+    pictures = Pictures() if spec.get("qc_picture", True) and pending else None
     try:
-        deeplabcut, model = _load(spec, work_dir, result)
-    except Exception as error:  # noqa: BLE001 - every failure here must reach the result file
-        log.exception("cannot load DeepLabCut or the model")
-        message = f"cannot load DeepLabCut or the model: {type(error).__name__}: {error}"
-        for video in pending:
-            result["videos"][str(video["id"])] = {"status": ERROR, "message": message}
-        return _finish(result, result_path)
-    for video in pending:
-        result["videos"][str(video["id"])] = analyze_one(deeplabcut, model, spec, video, work_dir)
-        write_json_atomic(result_path, result)
+        try:
+            deeplabcut, model, session = _load(spec, work_dir, result)
+        except Exception as error:  # noqa: BLE001 - every failure here must reach the result file
+            log.exception("cannot load DeepLabCut or the model")
+            message = f"cannot load DeepLabCut or the model: {type(error).__name__}: {error}"
+            for video in pending:
+                result["videos"][str(video["id"])] = {"status": ERROR, "message": message}
+            return _finish(result, result_path)
+        try:
+            for video in pending:
+                result["videos"][str(video["id"])] = analyze_one(session, deeplabcut, model, spec, video, work_dir,
+                                                                 pictures)
+                if pictures:
+                    pictures.collect()
+                write_json_atomic(result_path, result)
+        finally:
+            session.close()
+    finally:
+        if pictures and pictures.finish():
+            write_json_atomic(result_path, result)
     return _finish(result, result_path)
 
 
 def _load(spec: dict, work_dir: Path, result: dict):
+    """Import DeepLabCut, make the job's private project and build the model once; return
+    (deeplabcut, Model, session). The result gets the versions, the engine and the load's timings."""
     started = time.monotonic()
     deeplabcut = dlc.load_deeplabcut()
+    timings = {"import_s": dlc.elapsed(started)}
+    step = time.monotonic()
     settings = spec["model"]
     multi_animal = settings.get("multi_animal") or {}
     tracker = multi_animal.get("tracker", "project")
     config = dlc.prepare_project(Path(settings["config"]), JobFolder(work_dir).project,
-                                      {} if tracker == "project" else {"default_track_method": tracker})
+                                 {} if tracker == "project" else {"default_track_method": tracker})
     model = dlc.resolve_model(deeplabcut, config, settings["shuffle"], settings["trainingsetindex"],
-                                   settings["batch_size"], settings["device"], multi_animal)
+                              settings["batch_size"], settings["device"], multi_animal)
     if model.multi_animal and model.auto_track:
         dlc.check_tracker()  # once here, not one wasted analysis per video
+    timings["prepare_s"] = dlc.elapsed(step)
+    step = time.monotonic()
+    session = inference.open_session(deeplabcut, model)
+    timings["model_s"] = dlc.elapsed(step)
     result.update(dlc_version=dlc.dlc_version(deeplabcut), engine=model.engine, device=model.device,
-                  load_seconds=dlc.elapsed(started))
-    log.info("DeepLabCut %s, %s engine on %s, loaded in %.1f s", result["dlc_version"], model.engine,
-             model.device, result["load_seconds"])
-    return deeplabcut, model
+                  model_loads=session.loads, load_seconds=dlc.elapsed(started), timings=timings)
+    if isinstance(session, inference.PerVideoSession):
+        result["model_loads_why"] = session.reason
+    log.info("DeepLabCut %s, %s engine on %s, loaded in %.1f s (import %.1f s, model %.1f s); the model loads %s%s",
+             result["dlc_version"], model.engine, model.device, result["load_seconds"], timings["import_s"],
+             timings["model_s"], session.loads, f": {session.reason}" if "model_loads_why" in result else "")
+    return deeplabcut, model, session
 
 
-def analyze_one(deeplabcut, model: dlc.Model, spec: dict, video: dict, work_dir: Path) -> dict:
-    """Given one video entry of the spec, analyze it; return its entry for the result file."""
+def analyze_one(session, deeplabcut, model: dlc.Model, spec: dict, video: dict, work_dir: Path,
+                pictures: Pictures | None = None) -> dict:
+    """Given one video entry of the spec, analyze it; return its entry for the result file.
+
+    The entry's "timings" say where its time went (seconds): stage_s (link or copy), inference_s
+    (decode + inference), write_s (DeepLabCut's files), track_s (multi-animal tracking), check_s,
+    filter_s, behavior_s, labeled_video_s, qc_s (drawn beside the next video where it can be)."""
     started = time.monotonic()
+    timings: dict[str, float] = {}
     source = Path(video["path"])
     folder = JobFolder(work_dir).video(video["id"])
     try:
@@ -115,21 +147,28 @@ def analyze_one(deeplabcut, model: dlc.Model, spec: dict, video: dict, work_dir:
         output.mkdir(parents=True)
         if not source.exists():
             return {"status": MISSING, "message": f"the source file {source} no longer exists"}
+        step = time.monotonic()
         staged = folder / staged_name(video["id"], str(source))
         if spec.get("copy_videos"):
             shutil.copyfile(source, staged)
         else:
             staged.symlink_to(source)
+        timings["stage_s"] = dlc.elapsed(step)
         log.info("video %s: analyzing %s", video["id"], source)
         no_animal = False
         try:
-            scorer = dlc.analyze(deeplabcut, model, staged, output)
+            analysis = session.analyze(staged, output)
+            scorer = analysis.scorer
+            timings.update(analysis.timings)
         except dlc.NoAnimalFound:
             no_animal, scorer = True, ""
+        except BadVideo:
+            raise
         except Exception as error:  # noqa: BLE001
             if _looks_like_bad_video(error):
                 raise BadVideo(f"DeepLabCut cannot read the video: {error}") from error
             raise
+        step = time.monotonic()
         outputs = _outputs(model, output, staged.stem)
         if model.multi_animal:
             entry = _multi_animal_tables(model, outputs, output, staged.stem, video, no_animal)
@@ -137,33 +176,45 @@ def analyze_one(deeplabcut, model: dlc.Model, spec: dict, video: dict, work_dir:
         else:
             entry = _single_animal_table(outputs, video)
         entry.update(scorer=scorer or entry.pop("scorer", ""), staged_stem=staged.stem)
+        timings["check_s"] = dlc.elapsed(step)
         filtering = spec.get("filter") or {}
         trackable = not model.multi_animal or (model.auto_track and entry["status"] == OK)
         if filtering.get("enabled") and trackable:
+            step = time.monotonic()
             dlc.filter_predictions(deeplabcut, model, staged, output, filtering["type"],
-                                        filtering["window_length"])
+                                   filtering["window_length"])
             outputs.update(_outputs(model, output, staged.stem))
+            timings["filter_s"] = dlc.elapsed(step)
         if spec.get("behavior_model") and entry["status"] == OK:
+            step = time.monotonic()
             labels, error = _behavior_labels(spec["behavior_model"], outputs, video, output, staged.stem)
             outputs.update(labels)
             if error:
                 entry["behavior_error"] = error
-        outputs.update(_quality_picture(staged, outputs["keypoints_h5"], output, outputs.get("behavior_csv"),
-                                        source.name))
+            timings["behavior_s"] = dlc.elapsed(step)
         mode = (spec["model"].get("labeled_video") or {}).get("mode", "off")
         if mode != "off" and (not model.multi_animal or model.auto_track):
+            step = time.monotonic()
             outputs.update(_labeled_video(deeplabcut, model, staged, output, outputs, video, spec["model"], entry))
-        if spec.get("copy_videos"):
-            staged.unlink()
-        log.info("video %s: %d frames analyzed in %.1f s", video["id"], entry["frames"], time.monotonic() - started)
-        return {**entry, "seconds": dlc.elapsed(started),
-                "outputs": {kind: str(path) for kind, path in outputs.items()}}
+            timings["labeled_video_s"] = dlc.elapsed(step)
+        entry.update(seconds=dlc.elapsed(started), timings=timings,
+                     outputs={kind: str(path) for kind, path in outputs.items()})
+        log.info("video %s: %d frames analyzed in %.1f s (%s)", video["id"], entry["frames"], entry["seconds"],
+                 ", ".join(f"{name} {value:.2f}" for name, value in timings.items()))
+        remove_copy = staged.unlink if spec.get("copy_videos") else (lambda: None)
+        if pictures is None:
+            remove_copy()
+        else:
+            pictures.draw(entry, staged, outputs["keypoints_h5"], output, outputs.get("behavior_csv"), source.name,
+                          done=remove_copy)
+        return entry
     except BadVideo as error:
         log.error("video %s: bad video: %s", video["id"], error)
-        return {"status": BAD_VIDEO, "message": str(error), "seconds": dlc.elapsed(started)}
+        return {"status": BAD_VIDEO, "message": str(error), "seconds": dlc.elapsed(started), "timings": timings}
     except Exception as error:  # noqa: BLE001 - any other failure is this attempt's, not the video's
         log.error("video %s: attempt failed:\n%s", video["id"], traceback.format_exc())
-        return {"status": ERROR, "message": f"{type(error).__name__}: {error}", "seconds": dlc.elapsed(started)}
+        return {"status": ERROR, "message": f"{type(error).__name__}: {error}", "seconds": dlc.elapsed(started),
+                "timings": timings}
 
 
 def _outputs(model: dlc.Model, output: Path, stem: str) -> dict[str, Path]:
@@ -252,19 +303,6 @@ def _behavior_labels(model: str, outputs: dict, video: dict, output: Path, stem:
     except Exception as error:  # noqa: BLE001 - a label failure must not cost the keypoints
         log.error("video %s: behavior labels failed: %s", video["id"], error)
         return {}, str(error)
-
-
-def _quality_picture(staged: Path, keypoints: Path, output: Path, behavior_csv: Path | None,
-                     title: str) -> dict[str, Path]:
-    """Draw the QC picture; a failure here is logged and costs the picture, never the keypoints."""
-    try:
-        from dlcwatch.worker.qc import make_qc_png
-
-        return {"qc_png": make_qc_png(keypoints, staged, output / f"{staged.stem}_qc.png",
-                                      behavior_csv=behavior_csv, title=title)}
-    except Exception:  # noqa: BLE001
-        log.warning("could not draw the QC picture:\n%s", traceback.format_exc())
-        return {}
 
 
 def _looks_like_bad_video(error: Exception) -> bool:

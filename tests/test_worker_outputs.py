@@ -1,0 +1,141 @@
+"""The worker builds the model once per job and writes exactly what deeplabcut.analyze_videos writes.
+
+Real tiny PyTorch models (single- and two-animal), real videos; the reference is a plain
+`analyze_videos` call on the same model and videos, in a process of its own."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from conftest import needs_dlc
+from dlc_outputs import assert_same_outputs, assert_same_table, deeplabcut_files, run_analyze_videos
+from dlcwatch.demo import tinymadlc
+from dlcwatch.demo.synthetic import write_video
+from dlcwatch.jobs.spec import BAD_VIDEO, EXIT_BAD_INPUT, EXIT_OK, OK, read_json, staged_name, write_json_atomic
+
+pytestmark = needs_dlc
+
+# The worker, run in a process of its own with two spies: DeepLabCut's pose-runner builder counts
+# its calls, and analyze_videos refuses to run. It prints the exit code and the count.
+RUN_WITH_SPIES = """
+import json, sys
+import deeplabcut
+import deeplabcut.pose_estimation_pytorch as pytorch_api
+from dlcwatch.jobs.spec import read_json
+from dlcwatch.worker.job import run_job
+
+built = []
+build_runner = pytorch_api.get_pose_inference_runner
+def counting(*args, **kwargs):
+    built.append(1)
+    return build_runner(*args, **kwargs)
+def refuse(*args, **kwargs):
+    raise AssertionError("the worker called analyze_videos")
+pytorch_api.get_pose_inference_runner = counting
+deeplabcut.analyze_videos = refuse
+code = run_job(read_json(sys.argv[1]))
+print(json.dumps({"exit_code": code, "runners_built": len(built)}))
+"""
+
+
+def run_worker_with_spies(spec: dict, folder: Path) -> dict:
+    write_json_atomic(folder / "spec.json", spec)
+    completed = subprocess.run([sys.executable, "-c", RUN_WITH_SPIES, str(folder / "spec.json")],
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def spec_for(config: Path, work: Path, videos: list[dict], **model) -> dict:
+    return {"job_id": 3, "work_dir": str(work), "result": str(work / "result.json"),
+            "model": {"config": str(config), "shuffle": 1, "trainingsetindex": 0, "batch_size": 4,
+                      "device": "cpu", "labeled_video": {"mode": "off"}, **model},
+            "videos": videos}
+
+
+def staged_copies(videos: dict[int, Path], folder: Path) -> list[Path]:
+    """Link the videos into `folder` under the names the worker analyzes them under."""
+    folder.mkdir(parents=True)
+    links = []
+    for video_id, path in videos.items():
+        link = folder / staged_name(video_id, str(path))
+        link.symlink_to(path)
+        links.append(link)
+    return links
+
+
+def test_one_model_load_for_the_job_and_the_files_analyze_videos_writes(tiny_model, tmp_path):
+    first = write_video(tmp_path / "in" / "first.mp4", frames=40)
+    damaged = write_video(tmp_path / "in" / "damaged.mp4", frames=40, phase=0.5)
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # the copy stopped half way
+    last = write_video(tmp_path / "in" / "last.mp4", frames=50, phase=1.1)
+    work = tmp_path / "job"
+    work.mkdir()
+    spec = spec_for(tiny_model, work, [{"id": 1, "path": str(first), "frames": 40},
+                                       {"id": 2, "path": str(damaged), "frames": 40},
+                                       {"id": 3, "path": str(last), "frames": 50}])
+
+    ran = run_worker_with_spies(spec, work)
+
+    assert ran == {"exit_code": EXIT_BAD_INPUT, "runners_built": 1}
+    result = read_json(work / "result.json")
+    assert result["model_loads"] == "once per job" and result["engine"] == "pytorch"
+    assert set(result["timings"]) == {"import_s", "prepare_s", "model_s"}
+    assert result["load_seconds"] >= result["timings"]["model_s"] > 0
+    videos = result["videos"]
+    # The damaged video in the middle costs only itself; the model goes on to the next one.
+    assert videos["2"]["status"] == BAD_VIDEO and "could not be opened" in videos["2"]["message"]
+    assert [videos[key]["status"] for key in ("1", "3")] == [OK, OK]
+    for key, frames in (("1", 40), ("3", 50)):
+        entry = videos[key]
+        assert entry["frames"] == frames
+        assert {"stage_s", "inference_s", "write_s", "check_s", "qc_s"} <= set(entry["timings"])
+        assert entry["timings"]["inference_s"] > 0 and entry["seconds"] >= entry["timings"]["inference_s"]
+        assert Path(entry["outputs"]["qc_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    reference = tmp_path / "analyze_videos"
+    scorer = run_analyze_videos(tiny_model, staged_copies({1: first, 3: last}, tmp_path / "staged"), reference,
+                                save_as_csv=True, batch_size=4, device="cpu")
+    for key in ("1", "3"):
+        entry = videos[key]
+        assert entry["scorer"] == scorer
+        compared = assert_same_outputs(Path(entry["outputs"]["keypoints_h5"]).parent, reference,
+                                       entry["staged_stem"])
+        assert {name[len(entry["staged_stem"]) + len(scorer):] for name in compared} == {
+            ".h5", ".csv", "_meta.pickle", "_full.pickle"}
+
+
+def test_two_animals_tracked_with_one_model_load_as_analyze_videos_tracks_them(tiny_ma_model, tmp_path):
+    videos = {1: tinymadlc.write_video(tmp_path / "in" / "pair.mp4", frames=60, phase=0.9),
+              2: tinymadlc.write_video(tmp_path / "in" / "leaving.mp4", frames=60, phase=0.3, leave_at=45)}
+    work = tmp_path / "job"
+    work.mkdir()
+    spec = spec_for(tiny_ma_model, work, [{"id": key, "path": str(path), "frames": 60} for key, path in videos.items()],
+                    batch_size=8, multi_animal={"auto_track": True})
+    spec["qc_picture"] = False
+
+    ran = run_worker_with_spies(spec, work)
+
+    assert ran == {"exit_code": EXIT_OK, "runners_built": 1}
+    result = read_json(work / "result.json")
+    reference = tmp_path / "analyze_videos"
+    run_analyze_videos(tiny_ma_model, staged_copies(videos, tmp_path / "staged"), reference, save_as_csv=True,
+                       batch_size=8, device="cpu", auto_track=True)
+    for key in ("1", "2"):
+        entry = result["videos"][key]
+        assert entry["status"] == OK and "track_s" in entry["timings"] and "qc_png" not in entry["outputs"]
+        ours, stem = Path(entry["outputs"]["keypoints_h5"]).parent, entry["staged_stem"]
+        tracked = {name for name in deeplabcut_files(reference, stem) if name.endswith(("_el.h5", "_el.csv"))}
+        compared = assert_same_outputs(ours, reference, stem, rewritten=tracked)
+        assert {name[len(stem) + len(entry["scorer"]):] for name in compared} == {
+            "_full.pickle", "_assemblies.pickle", "_meta.pickle", "_el.pickle", "_el.h5", "_el.csv"}
+        # The tracked table is the one DeepLabCut's stitcher wrote, given one row per frame under
+        # the usual HDF key (worker/dlc.py: complete_tracked_table).
+        table = next(name for name in tracked if name.endswith(".h5"))
+        assert_same_table(pd.read_hdf(ours / table, key="df_with_missing"),
+                          pd.read_hdf(reference / table).reindex(range(60)))
