@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dlcwatch.jobs.spec import staged_name
+
 # The meta pickle's entries that say when and how long the analysis ran: never the same twice.
 RUN_TIMES = {"start", "stop", "run_duration"}
 
@@ -36,6 +38,25 @@ def run_analyze_videos(config: Path, videos: list[Path], destination: Path, pyth
                                 *map(str, videos)], capture_output=True, text=True, timeout=900, env=env)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])["scorer"]
+
+
+def spec_for(config: Path, work: Path, videos: list[dict], **model) -> dict:
+    """Return a job spec for the worker: the model on the CPU, no labeled video, these videos."""
+    return {"job_id": 3, "work_dir": str(work), "result": str(work / "result.json"),
+            "model": {"config": str(config), "shuffle": 1, "trainingsetindex": 0, "batch_size": 4,
+                      "device": "cpu", "labeled_video": {"mode": "off"}, **model},
+            "videos": videos}
+
+
+def staged_copies(videos: dict[int, Path], folder: Path) -> list[Path]:
+    """Link the videos into `folder` under the names the worker analyzes them under."""
+    folder.mkdir(parents=True)
+    links = []
+    for video_id, path in videos.items():
+        link = folder / staged_name(video_id, str(path))
+        link.symlink_to(path)
+        links.append(link)
+    return links
 
 
 def deeplabcut_files(folder: Path, stem: str) -> set[str]:

@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from conftest import needs_dlc
-from dlc_outputs import assert_same_outputs, assert_same_table, deeplabcut_files, run_analyze_videos
+from dlc_outputs import (assert_same_outputs, assert_same_table, deeplabcut_files, run_analyze_videos,
+                         spec_for, staged_copies)
 from dlcwatch.demo import tinymadlc
 from dlcwatch.demo.synthetic import write_video
-from dlcwatch.jobs.spec import BAD_VIDEO, EXIT_BAD_INPUT, EXIT_OK, OK, read_json, staged_name, write_json_atomic
+from dlcwatch.jobs.spec import BAD_VIDEO, EXIT_BAD_INPUT, EXIT_OK, OK, read_json, write_json_atomic
 
 pytestmark = needs_dlc
 
@@ -49,24 +50,6 @@ def run_worker_with_spies(spec: dict, folder: Path) -> dict:
                                capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
-
-
-def spec_for(config: Path, work: Path, videos: list[dict], **model) -> dict:
-    return {"job_id": 3, "work_dir": str(work), "result": str(work / "result.json"),
-            "model": {"config": str(config), "shuffle": 1, "trainingsetindex": 0, "batch_size": 4,
-                      "device": "cpu", "labeled_video": {"mode": "off"}, **model},
-            "videos": videos}
-
-
-def staged_copies(videos: dict[int, Path], folder: Path) -> list[Path]:
-    """Link the videos into `folder` under the names the worker analyzes them under."""
-    folder.mkdir(parents=True)
-    links = []
-    for video_id, path in videos.items():
-        link = folder / staged_name(video_id, str(path))
-        link.symlink_to(path)
-        links.append(link)
-    return links
 
 
 def test_one_model_load_for_the_job_and_the_files_analyze_videos_writes(tiny_model, tmp_path):
