@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlcwatch.jobs.spec import staged_name
+from dlcwatch.jobs.spec import JobFolder, staged_name
 
 # The meta pickle's entries that say when and how long the analysis ran: never the same twice.
 RUN_TIMES = {"start", "stop", "run_duration"}
@@ -46,6 +46,12 @@ def spec_for(config: Path, work: Path, videos: list[dict], **model) -> dict:
             "model": {"config": str(config), "shuffle": 1, "trainingsetindex": 0, "batch_size": 4,
                       "device": "cpu", "labeled_video": {"mode": "off"}, **model},
             "videos": videos}
+
+
+def job_project(work: Path) -> Path:
+    """Return the config.yaml of the job's private view of the project, which the worker analyzed with:
+    DeepLabCut's metadata names the model's paths, and a reference analysis must name the same."""
+    return JobFolder(work).project / "config.yaml"
 
 
 def staged_copies(videos: dict[int, Path], folder: Path) -> list[Path]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from conftest import needs_dlc
-from dlc_outputs import (assert_same_outputs, assert_same_table, deeplabcut_files, run_analyze_videos,
-                         spec_for, staged_copies)
+from dlc_outputs import (assert_same_outputs, assert_same_table, deeplabcut_files, job_project,
+                         run_analyze_videos, spec_for, staged_copies)
 from dlcwatch.demo import tinymadlc
 from dlcwatch.demo.synthetic import write_video
 from dlcwatch.jobs.spec import BAD_VIDEO, EXIT_BAD_INPUT, EXIT_OK, OK, read_json, write_json_atomic
@@ -82,7 +82,7 @@ def test_one_model_load_for_the_job_and_the_files_analyze_videos_writes(tiny_mod
         assert Path(entry["outputs"]["qc_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     reference = tmp_path / "analyze_videos"
-    scorer = run_analyze_videos(tiny_model, staged_copies({1: first, 3: last}, tmp_path / "staged"), reference,
+    scorer = run_analyze_videos(job_project(work), staged_copies({1: first, 3: last}, tmp_path / "staged"), reference,
                                 save_as_csv=True, batch_size=4, device="cpu")
     for key in ("1", "3"):
         entry = videos[key]
@@ -107,7 +107,7 @@ def test_two_animals_tracked_with_one_model_load_as_analyze_videos_tracks_them(t
     assert ran == {"exit_code": EXIT_OK, "runners_built": 1}
     result = read_json(work / "result.json")
     reference = tmp_path / "analyze_videos"
-    run_analyze_videos(tiny_ma_model, staged_copies(videos, tmp_path / "staged"), reference, save_as_csv=True,
+    run_analyze_videos(job_project(work), staged_copies(videos, tmp_path / "staged"), reference, save_as_csv=True,
                        batch_size=8, device="cpu", auto_track=True)
     for key in ("1", "2"):
         entry = result["videos"][key]

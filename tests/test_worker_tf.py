@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import REPO
-from dlc_outputs import assert_same_outputs, run_analyze_videos, spec_for, staged_copies
+from dlc_outputs import assert_same_outputs, job_project, run_analyze_videos, spec_for, staged_copies
 from dlcwatch.demo.synthetic import write_video
 from dlcwatch.jobs.spec import BAD_VIDEO, EXIT_BAD_INPUT, OK, read_json, write_json_atomic
 
@@ -68,7 +68,7 @@ def test_tensorflow_model_built_once_with_autograph_off_writes_what_analyze_vide
     videos = result["videos"]
     assert videos["2"]["status"] == BAD_VIDEO
     reference = tmp_path / "analyze_videos"
-    scorer = run_analyze_videos(tiny_tf_model, staged_copies({1: first, 3: last}, tmp_path / "staged"), reference,
+    scorer = run_analyze_videos(job_project(work), staged_copies({1: first, 3: last}, tmp_path / "staged"), reference,
                                 python=str(tf_python), env=tf_environment(), save_as_csv=True, batch_size=4)
     for key, frames in (("1", 40), ("3", 50)):
         entry = videos[key]
