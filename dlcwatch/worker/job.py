@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 from dlcwatch.errors import BadVideo
 from dlcwatch.worker import dlc, inference
@@ -69,7 +71,8 @@ def run_job(spec: dict) -> int:
         "host": _hostname(), "videos": {key: value for key, value in previous.get("videos", {}).items()
                                         if value.get("status") in (OK, NO_ANIMAL, BAD_VIDEO)},
     }
-    write_json_atomic(result_path, result)
+    results = ResultFile(result_path, result)
+    results.write()
     pending = [video for video in spec["videos"] if str(video["id"]) not in result["videos"]]
     # Started first, so that the drawing process imports matplotlib while the model loads.
     pictures = Pictures() if spec.get("qc_picture", True) and pending else None
@@ -84,17 +87,32 @@ def run_job(spec: dict) -> int:
             return _finish(result, result_path)
         try:
             for video in pending:
-                result["videos"][str(video["id"])] = analyze_one(session, deeplabcut, model, spec, video, work_dir,
-                                                                 pictures)
-                if pictures:
-                    pictures.collect()
-                write_json_atomic(result_path, result)
+                analyze_one(session, deeplabcut, model, spec, video, work_dir, pictures,
+                            record=lambda entry, key=str(video["id"]): results.record(key, entry))
         finally:
             session.close()
     finally:
-        if pictures and pictures.finish():
-            write_json_atomic(result_path, result)
+        if pictures:
+            pictures.finish()  # every picture drawn, every video recorded
     return _finish(result, result_path)
+
+
+class ResultFile:
+    """The job's result file, rewritten whole (atomically) after every video. A video whose QC picture
+    is drawn in the background is recorded from the drawing pool's thread, hence the lock."""
+
+    def __init__(self, path: Path, result: dict):
+        self.path, self.result = path, result
+        self._lock = threading.Lock()
+
+    def record(self, key: str, entry: dict) -> None:
+        with self._lock:
+            self.result["videos"][key] = entry
+            write_json_atomic(self.path, self.result)
+
+    def write(self) -> None:
+        with self._lock:
+            write_json_atomic(self.path, self.result)
 
 
 def _load(spec: dict, work_dir: Path, result: dict):
@@ -128,12 +146,32 @@ def _load(spec: dict, work_dir: Path, result: dict):
 
 
 def analyze_one(session, deeplabcut, model: dlc.Model, spec: dict, video: dict, work_dir: Path,
-                pictures: Pictures | None = None) -> dict:
-    """Given one video entry of the spec, analyze it; return its entry for the result file.
+                pictures: Pictures | None, record: Callable[[dict], None]) -> None:
+    """Given one video entry of the spec, analyze it and `record` its entry for the result file: at
+    once, or once its QC picture (drawn beside the next video where it can be) is in it.
 
     The entry's "timings" say where its time went (seconds): stage_s (link or copy), inference_s
     (decode + inference), write_s (DeepLabCut's files), track_s (multi-animal tracking), check_s,
-    filter_s, behavior_s, labeled_video_s, qc_s (drawn beside the next video where it can be)."""
+    filter_s, behavior_s, labeled_video_s, qc_s."""
+    entry, picture = _analyze(session, deeplabcut, model, spec, video, work_dir)
+    staged = picture[0] if picture else None
+    remove_copy = staged.unlink if staged and spec.get("copy_videos") else (lambda: None)
+
+    def finished() -> None:
+        try:
+            remove_copy()
+        finally:
+            record(entry)
+
+    if picture and pictures:
+        pictures.draw(entry, *picture, done=finished)
+    else:
+        finished()
+
+
+def _analyze(session, deeplabcut, model: dlc.Model, spec: dict, video: dict, work_dir: Path
+             ) -> tuple[dict, tuple | None]:
+    """Analyze one video; return its entry and what its QC picture is drawn from (None: no picture)."""
     started = time.monotonic()
     timings: dict[str, float] = {}
     source = Path(video["path"])
@@ -146,7 +184,7 @@ def analyze_one(session, deeplabcut, model: dlc.Model, spec: dict, video: dict, 
         output = folder / "output"
         output.mkdir(parents=True)
         if not source.exists():
-            return {"status": MISSING, "message": f"the source file {source} no longer exists"}
+            return {"status": MISSING, "message": f"the source file {source} no longer exists"}, None
         step = time.monotonic()
         staged = folder / staged_name(video["id"], str(source))
         if spec.get("copy_videos"):
@@ -201,20 +239,14 @@ def analyze_one(session, deeplabcut, model: dlc.Model, spec: dict, video: dict, 
                      outputs={kind: str(path) for kind, path in outputs.items()})
         log.info("video %s: %d frames analyzed in %.1f s (%s)", video["id"], entry["frames"], entry["seconds"],
                  ", ".join(f"{name} {value:.2f}" for name, value in timings.items()))
-        remove_copy = staged.unlink if spec.get("copy_videos") else (lambda: None)
-        if pictures is None:
-            remove_copy()
-        else:
-            pictures.draw(entry, staged, outputs["keypoints_h5"], output, outputs.get("behavior_csv"), source.name,
-                          done=remove_copy)
-        return entry
+        return entry, (staged, outputs["keypoints_h5"], output, outputs.get("behavior_csv"), source.name)
     except BadVideo as error:
         log.error("video %s: bad video: %s", video["id"], error)
-        return {"status": BAD_VIDEO, "message": str(error), "seconds": dlc.elapsed(started), "timings": timings}
+        return {"status": BAD_VIDEO, "message": str(error), "seconds": dlc.elapsed(started), "timings": timings}, None
     except Exception as error:  # noqa: BLE001 - any other failure is this attempt's, not the video's
         log.error("video %s: attempt failed:\n%s", video["id"], traceback.format_exc())
         return {"status": ERROR, "message": f"{type(error).__name__}: {error}", "seconds": dlc.elapsed(started),
-                "timings": timings}
+                "timings": timings}, None
 
 
 def _outputs(model: dlc.Model, output: Path, stem: str) -> dict[str, Path]:

@@ -7,8 +7,8 @@ the analysis keeps its cores on a crowded node, and is started with "spawn" (a f
 running PyTorch's or TensorFlow's threads is not safe).
 
 A picture that fails, or a drawing process that dies, costs only the picture: the video's entry
-says why, the keypoints are delivered. Its entry gets the picture when it is ready; the result
-file is rewritten then.
+says why, the keypoints are delivered. The daemon delivers a video as soon as its entry appears in
+the result file, so the entry is written there once its picture is in it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -45,14 +45,14 @@ def _start_drawing_process() -> None:
 
 
 class Pictures:
-    """The job's QC pictures: `draw` one per analyzed video, `collect` what is ready, `finish` at the end.
+    """The job's QC pictures: `draw` one per analyzed video, `finish` at the end.
 
     With `background` false (or where no process can be started) each picture is drawn at once,
-    in the job's own process."""
+    in the job's own process. Either way `done` runs once the picture is in the entry (or its
+    failure is): from the pool's thread for a picture drawn in the background."""
 
     def __init__(self, background: bool = True):
         self._pool: ProcessPoolExecutor | None = None
-        self._pending: list[tuple[Future, dict, Callable[[], None]]] = []
         if background:
             try:
                 import multiprocessing
@@ -62,62 +62,43 @@ class Pictures:
             except (OSError, ValueError, ImportError) as error:
                 log.warning("QC pictures are drawn in the job's own process: %s", error)
 
-    @property
-    def background(self) -> bool:
-        return self._pool is not None
-
     def draw(self, entry: dict, staged: Path, keypoints: Path, output: Path, behavior_csv: Path | None, title: str,
-             done: Callable[[], None] = lambda: None) -> None:
-        """Draw the picture of the video whose result entry is `entry`; it lands in entry["outputs"]["qc_png"]
-        and entry["timings"]["qc_s"]. `done` runs once the picture no longer needs the staged video."""
+             done: Callable[[], None]) -> None:
+        """Draw the picture of the video whose result entry is `entry`: it lands in entry["outputs"]["qc_png"]
+        and entry["timings"]["qc_s"] (or entry["qc_error"] says why there is none), then `done` runs."""
         arguments = (staged, keypoints, output, behavior_csv, title)
         if self._pool is not None:
             try:
-                self._pending.append((self._pool.submit(draw, *arguments), entry, done))
+                future = self._pool.submit(draw, *arguments)
+                future.add_done_callback(lambda drawn: _landed_in_background(drawn.result, entry, done))
                 return
             except RuntimeError as error:  # the pool broke earlier: draw here from now on
                 log.warning("QC pictures are drawn in the job's own process from now on: %s", error)
                 self._pool = None
-        try:
-            path, seconds = draw(*arguments)
-            _record(entry, path, seconds)
-        except Exception as error:  # noqa: BLE001 - a picture never costs the keypoints
-            _record_failure(entry, error)
-        finally:
-            done()
+        _land(lambda: draw(*arguments), entry)
+        done()
 
-    def collect(self, wait: bool = False) -> bool:
-        """Put the pictures that are ready (all of them with `wait`) into their entries; return whether any landed."""
-        landed = False
-        still = []
-        for future, entry, done in self._pending:
-            if not (wait or future.done()):
-                still.append((future, entry, done))
-                continue
-            try:
-                _record(entry, *future.result())
-            except Exception as error:  # noqa: BLE001 - a picture never costs the keypoints
-                _record_failure(entry, error)
-            finally:
-                done()
-            landed = True
-        self._pending = still
-        return landed
-
-    def finish(self) -> bool:
-        """Wait for every picture, stop the drawing process; return whether any picture landed."""
-        landed = self.collect(wait=True)
+    def finish(self) -> None:
+        """Wait for every picture (and its `done`), then stop the drawing process."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        return landed
 
 
-def _record(entry: dict, path: str, seconds: float) -> None:
-    entry.setdefault("outputs", {})["qc_png"] = path
-    entry.setdefault("timings", {})["qc_s"] = seconds
+def _land(picture: Callable[[], tuple[str, float]], entry: dict) -> None:
+    """Put the picture `picture()` gives into the entry, or why there is none."""
+    try:
+        path, seconds = picture()
+        entry.setdefault("outputs", {})["qc_png"] = path
+        entry.setdefault("timings", {})["qc_s"] = seconds
+    except Exception as error:  # noqa: BLE001 - a picture never costs the keypoints
+        log.warning("could not draw the QC picture: %s: %s", type(error).__name__, error)
+        entry["qc_error"] = f"{type(error).__name__}: {error}"
 
 
-def _record_failure(entry: dict, error: Exception) -> None:
-    log.warning("could not draw the QC picture: %s: %s", type(error).__name__, error)
-    entry["qc_error"] = f"{type(error).__name__}: {error}"
+def _landed_in_background(picture: Callable[[], tuple[str, float]], entry: dict, done: Callable[[], None]) -> None:
+    _land(picture, entry)
+    try:
+        done()
+    except Exception:  # noqa: BLE001 - raised in the pool's thread, nobody else would see it
+        log.exception("could not record the video after its QC picture")
