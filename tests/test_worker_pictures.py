@@ -24,28 +24,31 @@ def keypoints_file(path, frames: int):
 
 def test_each_picture_lands_in_its_entry_before_the_entry_is_recorded(tmp_path):
     recorded = []
-    threads = set()
+    threads = {}
     pictures = Pictures()
-    for number in (1, 2):
+    for number in (1, 2, 3):
         video = write_video(tmp_path / f"video{number}.mp4", frames=20 + number)
         table = keypoints_file(tmp_path / f"video{number}DLC_tiny.h5", 20 + number)
         entry = {"status": "ok", "outputs": {"keypoints_h5": str(table)}, "timings": {"inference_s": 1.0}}
 
-        def done(entry=entry):
-            threads.add(threading.get_ident())
+        def done(entry=entry, number=number):
+            threads[number] = threading.get_ident()
             recorded.append(dict(entry, outputs=dict(entry["outputs"]), timings=dict(entry["timings"])))
 
-        pictures.draw(entry, video, table, tmp_path, None, f"souris {number}.mp4", done=done)
+        pictures.draw(entry, video, table, tmp_path, None, f"souris {number}.mp4", done=done,
+                      more_follows=number < 3)
     pictures.finish()
 
-    assert len(recorded) == 2
+    assert len(recorded) == 3
     for entry in recorded:
         assert entry["timings"]["qc_s"] > 0 and entry["timings"]["inference_s"] == 1.0
         with open(entry["outputs"]["qc_png"], "rb") as picture:
             assert picture.read(8) == b"\x89PNG\r\n\x1a\n"
     assert sorted(os.path.basename(entry["outputs"]["qc_png"]) for entry in recorded) == [
-        "video1_qc.png", "video2_qc.png"]
-    assert threading.get_ident() not in threads  # recorded from the pool's thread: the loop went on
+        "video1_qc.png", "video2_qc.png", "video3_qc.png"]
+    # The first two from the pool's thread (the loop went on meanwhile); the last one here, at once.
+    here = threading.get_ident()
+    assert threads[1] != here and threads[2] != here and threads[3] == here
 
 
 def test_a_picture_that_fails_costs_only_itself(tmp_path):

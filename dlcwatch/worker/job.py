@@ -74,7 +74,6 @@ def run_job(spec: dict) -> int:
     results = ResultFile(result_path, result)
     results.write()
     pending = [video for video in spec["videos"] if str(video["id"]) not in result["videos"]]
-    # Started first, so that the drawing process imports matplotlib while the model loads.
     pictures = Pictures() if spec.get("qc_picture", True) and pending else None
     try:
         try:
@@ -86,9 +85,10 @@ def run_job(spec: dict) -> int:
                 result["videos"][str(video["id"])] = {"status": ERROR, "message": message}
             return _finish(result, result_path)
         try:
-            for video in pending:
+            for number, video in enumerate(pending, start=1):
                 analyze_one(session, deeplabcut, model, spec, video, work_dir, pictures,
-                            record=lambda entry, key=str(video["id"]): results.record(key, entry))
+                            record=lambda entry, key=str(video["id"]): results.record(key, entry),
+                            more_follows=number < len(pending))
         finally:
             session.close()
     finally:
@@ -146,7 +146,7 @@ def _load(spec: dict, work_dir: Path, result: dict):
 
 
 def analyze_one(session, deeplabcut, model: dlc.Model, spec: dict, video: dict, work_dir: Path,
-                pictures: Pictures | None, record: Callable[[dict], None]) -> None:
+                pictures: Pictures | None, record: Callable[[dict], None], more_follows: bool = False) -> None:
     """Given one video entry of the spec, analyze it and `record` its entry for the result file: at
     once, or once its QC picture (drawn beside the next video where it can be) is in it.
 
@@ -164,7 +164,7 @@ def analyze_one(session, deeplabcut, model: dlc.Model, spec: dict, video: dict, 
             record(entry)
 
     if picture and pictures:
-        pictures.draw(entry, *picture, done=finished)
+        pictures.draw(entry, *picture, done=finished, more_follows=more_follows)
     else:
         finished()
 

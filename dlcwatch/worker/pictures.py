@@ -49,7 +49,9 @@ class Pictures:
 
     With `background` false (or where no process can be started) each picture is drawn at once,
     in the job's own process. Either way `done` runs once the picture is in the entry (or its
-    failure is): from the pool's thread for a picture drawn in the background."""
+    failure is): from the pool's thread for a picture drawn in the background. The drawing process
+    starts with the first picture drawn in the background, not before: its imports would compete
+    with the job's own while the model loads."""
 
     def __init__(self, background: bool = True):
         self._pool: ProcessPoolExecutor | None = None
@@ -63,11 +65,15 @@ class Pictures:
                 log.warning("QC pictures are drawn in the job's own process: %s", error)
 
     def draw(self, entry: dict, staged: Path, keypoints: Path, output: Path, behavior_csv: Path | None, title: str,
-             done: Callable[[], None]) -> None:
+             done: Callable[[], None], more_follows: bool = True) -> None:
         """Draw the picture of the video whose result entry is `entry`: it lands in entry["outputs"]["qc_png"]
-        and entry["timings"]["qc_s"] (or entry["qc_error"] says why there is none), then `done` runs."""
+        and entry["timings"]["qc_s"] (or entry["qc_error"] says why there is none), then `done` runs.
+
+        Without `more_follows` (the job's last video) nothing would run beside the drawing process,
+        so the picture is drawn here, at once: no process is started for a job of one video, and
+        matplotlib is already imported here (DeepLabCut imports it)."""
         arguments = (staged, keypoints, output, behavior_csv, title)
-        if self._pool is not None:
+        if self._pool is not None and more_follows:
             try:
                 future = self._pool.submit(draw, *arguments)
                 future.add_done_callback(lambda drawn: _landed_in_background(drawn.result, entry, done))
