@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlcwatch.jobs.spec import JobFolder, staged_name
+from dlcwatch.jobs.spec import JobFolder, staged_name, write_json_atomic
 
 # The meta pickle's entries that say when and how long the analysis ran: never the same twice.
 RUN_TIMES = {"start", "stop", "run_duration"}
@@ -28,6 +28,43 @@ config, destination, options, *videos = sys.argv[1:]
 print(json.dumps({"scorer": str(deeplabcut.analyze_videos(config, videos, destfolder=destination,
                                                           **json.loads(options)))}))
 """
+
+
+# The worker in a process of its own, with two spies: DeepLabCut's model builder (module, name) records
+# AutoGraph's status each time it runs (None without TensorFlow), and analyze_videos refuses to run.
+# It prints the job's exit code and the record.
+SPIED_WORKER = """
+import importlib, json, sys
+import deeplabcut
+from dlcwatch.jobs.spec import read_json
+from dlcwatch.worker.job import run_job
+
+spec, module_name, builder_name = sys.argv[1:]
+module = importlib.import_module(module_name)
+build = getattr(module, builder_name)
+builds = []
+def recording(*args, **kwargs):
+    autograph = sys.modules.get("tensorflow.python.autograph.core.ag_ctx")
+    builds.append(autograph.control_status_ctx().status.name if autograph else None)
+    return build(*args, **kwargs)
+def refuse(*args, **kwargs):
+    raise AssertionError("the worker called analyze_videos")
+setattr(module, builder_name, recording)
+deeplabcut.analyze_videos = refuse
+code = run_job(read_json(spec))
+print(json.dumps({"exit_code": code, "builds": builds}))
+"""
+
+
+def run_spied_worker(spec: dict, folder: Path, builder: str, python: str = sys.executable,
+                     env: dict | None = None) -> dict:
+    """Run the worker on `spec` with the spies above on `builder` ("module:function"); return
+    {"exit_code": ..., "builds": [AutoGraph's status at each build]}."""
+    write_json_atomic(folder / "spec.json", spec)
+    completed = subprocess.run([python, "-c", SPIED_WORKER, str(folder / "spec.json"), *builder.split(":")],
+                               capture_output=True, text=True, timeout=900, env=env)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def run_analyze_videos(config: Path, videos: list[Path], destination: Path, python: str = sys.executable,

@@ -5,51 +5,20 @@ Real tiny PyTorch models (single- and two-animal), real videos; the reference is
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from conftest import needs_dlc
 from dlc_outputs import (assert_same_outputs, assert_same_table, deeplabcut_files, job_project,
-                         run_analyze_videos, spec_for, staged_copies)
+                         run_analyze_videos, run_spied_worker, spec_for, staged_copies)
 from dlcwatch.demo import tinymadlc
 from dlcwatch.demo.synthetic import write_video
-from dlcwatch.jobs.spec import BAD_VIDEO, EXIT_BAD_INPUT, EXIT_OK, OK, read_json, write_json_atomic
+from dlcwatch.jobs.spec import BAD_VIDEO, EXIT_BAD_INPUT, EXIT_OK, OK, read_json
 
 pytestmark = needs_dlc
 
-# The worker, run in a process of its own with two spies: DeepLabCut's pose-runner builder counts
-# its calls, and analyze_videos refuses to run. It prints the exit code and the count.
-RUN_WITH_SPIES = """
-import json, sys
-import deeplabcut
-import deeplabcut.pose_estimation_pytorch as pytorch_api
-from dlcwatch.jobs.spec import read_json
-from dlcwatch.worker.job import run_job
-
-built = []
-build_runner = pytorch_api.get_pose_inference_runner
-def counting(*args, **kwargs):
-    built.append(1)
-    return build_runner(*args, **kwargs)
-def refuse(*args, **kwargs):
-    raise AssertionError("the worker called analyze_videos")
-pytorch_api.get_pose_inference_runner = counting
-deeplabcut.analyze_videos = refuse
-code = run_job(read_json(sys.argv[1]))
-print(json.dumps({"exit_code": code, "runners_built": len(built)}))
-"""
-
-
-def run_worker_with_spies(spec: dict, folder: Path) -> dict:
-    write_json_atomic(folder / "spec.json", spec)
-    completed = subprocess.run([sys.executable, "-c", RUN_WITH_SPIES, str(folder / "spec.json")],
-                               capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+PYTORCH_RUNNER = "deeplabcut.pose_estimation_pytorch:get_pose_inference_runner"
 
 
 def test_one_model_load_for_the_job_and_the_files_analyze_videos_writes(tiny_model, tmp_path):
@@ -63,9 +32,9 @@ def test_one_model_load_for_the_job_and_the_files_analyze_videos_writes(tiny_mod
                                        {"id": 2, "path": str(damaged), "frames": 40},
                                        {"id": 3, "path": str(last), "frames": 50}])
 
-    ran = run_worker_with_spies(spec, work)
+    ran = run_spied_worker(spec, work, PYTORCH_RUNNER)
 
-    assert ran == {"exit_code": EXIT_BAD_INPUT, "runners_built": 1}
+    assert ran == {"exit_code": EXIT_BAD_INPUT, "builds": [None]}  # one pose runner, no analyze_videos
     result = read_json(work / "result.json")
     assert result["model_loads"] == "once per job" and result["engine"] == "pytorch"
     assert set(result["timings"]) == {"import_s", "prepare_s", "model_s"}
@@ -102,9 +71,9 @@ def test_two_animals_tracked_with_one_model_load_as_analyze_videos_tracks_them(t
                     batch_size=8, multi_animal={"auto_track": True})
     spec["qc_picture"] = False
 
-    ran = run_worker_with_spies(spec, work)
+    ran = run_spied_worker(spec, work, PYTORCH_RUNNER)
 
-    assert ran == {"exit_code": EXIT_OK, "runners_built": 1}
+    assert ran == {"exit_code": EXIT_OK, "builds": [None]}
     result = read_json(work / "result.json")
     reference = tmp_path / "analyze_videos"
     run_analyze_videos(job_project(work), staged_copies(videos, tmp_path / "staged"), reference, save_as_csv=True,

@@ -6,38 +6,15 @@ a tiny TensorFlow model trained offline (conftest's tiny_tf_model)."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from pathlib import Path
 
 from conftest import REPO
-from dlc_outputs import assert_same_outputs, job_project, run_analyze_videos, spec_for, staged_copies
+from dlc_outputs import assert_same_outputs, job_project, run_analyze_videos, run_spied_worker, spec_for, staged_copies
 from dlcwatch.demo.synthetic import write_video
-from dlcwatch.jobs.spec import BAD_VIDEO, EXIT_BAD_INPUT, OK, read_json, write_json_atomic
+from dlcwatch.jobs.spec import BAD_VIDEO, EXIT_BAD_INPUT, OK, read_json
 
-# The worker in the TensorFlow environment with two spies: DeepLabCut's session builder records
-# AutoGraph's status each time it runs, and analyze_videos refuses to run.
-RUN_WITH_SPIES = """
-import json, sys
-import deeplabcut
-from deeplabcut.pose_estimation_tensorflow.core import predict
-from tensorflow.python.autograph.core import ag_ctx
-from dlcwatch.jobs.spec import read_json
-from dlcwatch.worker.job import run_job
-
-builds = []
-build_session = predict.setup_GPUpose_prediction
-def recording(*args, **kwargs):
-    builds.append(ag_ctx.control_status_ctx().status.name)
-    return build_session(*args, **kwargs)
-def refuse(*args, **kwargs):
-    raise AssertionError("the worker called analyze_videos")
-predict.setup_GPUpose_prediction = recording
-deeplabcut.analyze_videos = refuse
-code = run_job(read_json(sys.argv[1]))
-print(json.dumps({"exit_code": code, "autograph_at_each_build": builds}))
-"""
+TENSORFLOW_SESSION = "deeplabcut.pose_estimation_tensorflow.core.predict:setup_GPUpose_prediction"
 
 
 def tf_environment() -> dict:
@@ -55,14 +32,11 @@ def test_tensorflow_model_built_once_with_autograph_off_writes_what_analyze_vide
     spec = spec_for(tiny_tf_model, work, [{"id": 1, "path": str(first), "frames": 40},
                                           {"id": 2, "path": str(damaged), "frames": 40},
                                           {"id": 3, "path": str(last), "frames": 50}])
-    write_json_atomic(work / "spec.json", spec)
 
-    completed = subprocess.run([str(tf_python), "-c", RUN_WITH_SPIES, str(work / "spec.json")],
-                               capture_output=True, text=True, timeout=900, env=tf_environment())
+    ran = run_spied_worker(spec, work, TENSORFLOW_SESSION, python=str(tf_python), env=tf_environment())
 
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
-    ran = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert ran == {"exit_code": EXIT_BAD_INPUT, "autograph_at_each_build": ["DISABLED"]}
+    # One session, built with AutoGraph off; analyze_videos never called.
+    assert ran == {"exit_code": EXIT_BAD_INPUT, "builds": ["DISABLED"]}
     result = read_json(work / "result.json")
     assert result["engine"] == "tensorflow" and result["model_loads"] == "once per job"
     videos = result["videos"]
