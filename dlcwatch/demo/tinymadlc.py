@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from dlcwatch.demo.synthetic import video_command
+from dlcwatch.demo.synthetic import encode_video
 from dlcwatch.demo.tinydlc import save_labels, train_from_random_weights
 
 INDIVIDUALS = ("mouse1", "mouse2")
@@ -80,12 +79,8 @@ def write_video(path: str | Path, frames: int = 120, size: int = 128, phase: flo
     `animals` 0 gives an empty arena; `leave_at` a frame index from which the arena is empty."""
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = b"".join(draw_frame(index, size, phase, 0 if leave_at is not None and index >= leave_at else animals)
-                   .tobytes() for index in range(frames))
-    completed = subprocess.run(video_command(path, size, FPS), input=raw, capture_output=True)
-    if completed.returncode != 0:
-        raise RuntimeError(f"ffmpeg could not write {path}: {completed.stderr.decode(errors='replace')}")
-    return path
+    return encode_video(path, (draw_frame(index, size, phase, 0 if leave_at is not None and index >= leave_at
+                                          else animals) for index in range(frames)), size, FPS)
 
 
 def build_tiny_multi_animal_project(folder: str | Path, *, epochs: int = 25, frames: int = 300, size: int = 128,
