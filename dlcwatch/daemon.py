@@ -30,7 +30,7 @@ from dlcwatch.intake.admission import Intake, open_for_reading
 from dlcwatch.jobs.spec import BAD_VIDEO, ERROR, MISSING, NO_ANIMAL, OK, SPEC_VERSION, ArrayFolder, JobFolder, read_result
 from dlcwatch.notify.policy import Sender, enabled_channels, queue_notifications
 from dlcwatch.jobs.packing import pack_by_frames
-from dlcwatch.reads import Read, ReadPool, ReadStalled
+from dlcwatch.reads import Read, ReadPool, ReadsBoard, ReadStalled
 from dlcwatch.delivery.remote import RemoteDestination
 from dlcwatch.schema import parse_remote
 from dlcwatch.sdnotify import SystemdNotifier
@@ -87,6 +87,7 @@ class Daemon:
         self.executor = executor or make_executor(config)
         self.remote = remote_destination(config)
         self.output_permissions = delivery.output_permissions(config.output)
+        self.reads_board = ReadsBoard(self.store)
         self._delivering: dict[int, _Delivery] = {}
         self.deliveries = ReadPool(lambda copy: self._delivering[copy.key].run(copy),
                                    per_filesystem=config.watch.reads_per_filesystem, stall_s=config.watch.read_stall_s)
@@ -161,6 +162,7 @@ class Daemon:
         self.intake.close()
         self.deliveries.stop()  # a copy cut short is completed in place by the next start
         self.staging.close()
+        self.reads_board.clear()
         if self.events is not None:
             self.events.stop()
         if self.sender is not None:
@@ -215,7 +217,8 @@ class Daemon:
         text = ", ".join(f"{counts[state.value]} {state.value}" for state in VideoState
                          if counts.get(state.value)) or "no videos yet"
         # What `systemctl status` shows: say so when a long read is why a video is still settling.
-        reading = [read for read in self.intake.reads.in_progress() if read.total_bytes and read.done_bytes]
+        reading = [read for pool in self._read_pools() for read in pool.in_progress()
+                   if read.total_bytes and read.done_bytes]
         if reading:
             read = reading[0]
             text += f"; {read.step} {Path(read.path).name} ({100 * read.done_bytes // read.total_bytes}%)"
@@ -283,6 +286,10 @@ class Daemon:
             self.submit(now)
         self._record_executor_health(now)
         queue_notifications(self.store, self.config.notify, busy=not self.idle(), now=now)
+        self.reads_board.publish(self._read_pools(), now)
+
+    def _read_pools(self) -> list[ReadPool]:
+        return [self.intake.reads, self.staging.copies, self.deliveries]
 
     def _record_executor_health(self, now: float) -> None:
         if self.executor.unreachable:
@@ -449,8 +456,8 @@ class Daemon:
             if status is None:
                 continue
             if status.outcome.ended and job.cancel_requested and status.outcome is not Outcome.CANCELLED:
-                # e.g. a pending array task: SLURM drops it without a trace, which reads as lost.
-                status = JobStatus(Outcome.CANCELLED, f"by a person (SLURM reported {status.outcome.value})",
+                # e.g. a pending array task: SLURM and Grid Engine drop it without a trace, which reads as lost.
+                status = JobStatus(Outcome.CANCELLED, f"by a person ({self.executor.name} reported {status.outcome.value})",
                                    status.exit_code)
             if status.outcome is Outcome.RUNNING and job.state is JobState.SUBMITTED:
                 job = self.store.set_job_state(job.id, JobState.RUNNING, "running", now=now)
