@@ -25,9 +25,10 @@ from dlcwatch.config import ConfigError, Node, load_config
 from dlcwatch.errors import TransferError
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
-from dlcwatch.files import Permissions, make_private_folder, write_json_atomic
+from dlcwatch.files import Permissions, make_private_folder
 from dlcwatch.intake.admission import Intake, open_for_reading
-from dlcwatch.jobs.spec import BAD_VIDEO, ERROR, MISSING, NO_ANIMAL, OK, SPEC_VERSION, ArrayFolder, JobFolder, read_result
+from dlcwatch.jobs.spec import (BAD_VIDEO, ERROR, MISSING, NO_ANIMAL, OK, ArrayFolder, Filtering, JobFolder, JobSpec,
+                                LabeledVideo, ModelSpec, Tracking, VideoTask, read_result)
 from dlcwatch.notify.policy import Sender, enabled_channels, queue_notifications
 from dlcwatch.jobs.packing import pack_by_frames
 from dlcwatch.reads import Read, ReadPool, ReadsBoard, ReadStalled
@@ -413,20 +414,18 @@ class Daemon:
         work_dir, result_path = folder.path, folder.result
         model, files = self.config.model, self.executor.files
         # Paths as the job sees them: the same on a shared file system, in scratch otherwise.
-        spec = {
-            "version": SPEC_VERSION, "job_id": job.id, "work_dir": files.job_path(work_dir),
-            "result": files.job_path(result_path),
-            "model": {"config": files.model_config(model.config), "shuffle": model.shuffle,
-                      "trainingsetindex": model.trainingsetindex, "batch_size": model.batch_size,
-                      "device": "cpu" if job.resources.get("gpus") == 0 else model.device,
-                      "multi_animal": dict(model.multi_animal),
-                      "labeled_video": {"mode": model.labeled_video, "clip_s": model.labeled_clip_s}},
-            "filter": dict(model.filter), "copy_videos": self.config.staging.copy_videos and not files.staged,
-            "behavior_model": files.behavior_model(self.config.behavior.model) or None,
-            "videos": [{"id": video.id, "path": self.store.video(video.id).staged_path or video.path,
-                        "frames": video.frames, "fps": video.fps} for video in videos],
-        }
-        write_json_atomic(spec_path, spec)
+        JobSpec(
+            job_id=job.id, work_dir=files.job_path(work_dir), result=files.job_path(result_path),
+            model=ModelSpec(config=files.model_config(model.config), shuffle=model.shuffle,
+                            trainingsetindex=model.trainingsetindex, batch_size=model.batch_size,
+                            device="cpu" if job.resources.get("gpus") == 0 else model.device,
+                            multi_animal=Tracking(**dict(model.multi_animal)),
+                            labeled_video=LabeledVideo(model.labeled_video, model.labeled_clip_s)),
+            filter=Filtering(**dict(model.filter)), copy_videos=self.config.staging.copy_videos and not files.staged,
+            behavior_model=files.behavior_model(self.config.behavior.model) or None,
+            videos=[VideoTask(video.id, self.store.video(video.id).staged_path or video.path, video.frames, video.fps)
+                    for video in videos],
+        ).write(spec_path)
         self.store.update_job(job.id, spec_path=str(spec_path), result_path=str(result_path),
                               log_path=str(log_path), now=now)
         return Submission(job.id, spec_path, log_path, work_dir, job.resources)
