@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dlcwatch.demo.synthetic import write_video  # noqa: E402
-from dlcwatch.jobs.spec import read_json, write_json_atomic  # noqa: E402
+from dlcwatch.jobs.spec import SPEC_VERSION, read_json, write_json_atomic  # noqa: E402
 
 ANALYZE_VIDEOS = """
 import sys, json
@@ -150,7 +150,7 @@ def run_arm(arm: str, engine: str, python: str, model: Path, videos: list[tuple[
                     for path, _ in videos]
     else:
         extras = arm == "W+"
-        spec = {"job_id": 1, "work_dir": str(destination), "result": str(destination / "result.json"),
+        spec = {"version": SPEC_VERSION, "job_id": 1, "work_dir": str(destination), "result": str(destination / "result.json"),
                 "model": {"config": str(model), "shuffle": 1, "trainingsetindex": 0, "batch_size": args.batch_size,
                           "device": "cpu", "labeled_video": {"mode": "off"}},
                 "filter": {"enabled": extras, "type": "median", "window_length": 5}, "qc_picture": extras,

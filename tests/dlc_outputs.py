@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlcwatch.jobs.spec import JobFolder, staged_name, write_json_atomic
+from dlcwatch.jobs.spec import SPEC_VERSION, JobFolder, staged_name, write_json_atomic
 
 # The meta pickle's entries that say when and how long the analysis ran: never the same twice.
 RUN_TIMES = {"start", "stop", "run_duration"}
@@ -36,7 +36,7 @@ print(json.dumps({"scorer": str(deeplabcut.analyze_videos(config, videos, destfo
 SPIED_WORKER = """
 import importlib, json, sys
 import deeplabcut
-from dlcwatch.jobs.spec import read_json
+from dlcwatch.jobs.spec import JobSpec
 from dlcwatch.worker.job import run_job
 
 spec, module_name, builder_name = sys.argv[1:]
@@ -51,7 +51,7 @@ def refuse(*args, **kwargs):
     raise AssertionError("the worker called analyze_videos")
 setattr(module, builder_name, recording)
 deeplabcut.analyze_videos = refuse
-code = run_job(read_json(spec))
+code = run_job(JobSpec.read(spec))
 print(json.dumps({"exit_code": code, "builds": builds}))
 """
 
@@ -79,7 +79,7 @@ def run_analyze_videos(config: Path, videos: list[Path], destination: Path, pyth
 
 def spec_for(config: Path, work: Path, videos: list[dict], **model) -> dict:
     """Return a job spec for the worker: the model on the CPU, no labeled video, these videos."""
-    return {"job_id": 3, "work_dir": str(work), "result": str(work / "result.json"),
+    return {"version": SPEC_VERSION, "job_id": 3, "work_dir": str(work), "result": str(work / "result.json"),
             "model": {"config": str(config), "shuffle": 1, "trainingsetindex": 0, "batch_size": 4,
                       "device": "cpu", "labeled_video": {"mode": "off"}, **model},
             "videos": videos}

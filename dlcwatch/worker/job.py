@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Callable
 
 from dlcwatch.errors import BadVideo
-from dlcwatch.worker import dlc, inference
-from dlcwatch.worker.pictures import Pictures
 from dlcwatch.jobs.spec import (
     BAD_VIDEO,
     ERROR,
@@ -33,11 +31,16 @@ from dlcwatch.jobs.spec import (
     NO_ANIMAL,
     OK,
     JobFolder,
-    read_json,
+    JobSpec,
+    LabeledVideo,
+    SpecError,
+    VideoTask,
     read_result,
     staged_name,
     write_json_atomic,
 )
+from dlcwatch.worker import dlc, inference
+from dlcwatch.worker.pictures import Pictures
 
 log = logging.getLogger("dlcwatch.worker.job")
 
@@ -53,28 +56,28 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m dlcwatch.worker SPEC.json", file=sys.stderr)
         return EXIT_USAGE
     try:
-        spec = read_json(argv[0])
-    except (OSError, ValueError) as error:
+        spec = JobSpec.read(argv[0])
+    except (OSError, SpecError) as error:
         print(f"dlcwatch worker: cannot read the job spec {argv[0]}: {error}", file=sys.stderr)
         return EXIT_USAGE
     return run_job(spec)
 
 
-def run_job(spec: dict) -> int:
+def run_job(spec: JobSpec) -> int:
     """Given a job spec, analyze its videos and write the result file; return the exit code."""
-    work_dir = Path(spec["work_dir"])
-    result_path = Path(spec["result"])
+    work_dir = Path(spec.work_dir)
+    result_path = Path(spec.result)
     # A requeued job (same spec) keeps what an earlier run of it already finished.
     previous = read_result(result_path) or {}
     result = {
-        "job_id": spec["job_id"], "started": time.time(), "finished": None, "exit_code": None,
+        "job_id": spec.job_id, "started": time.time(), "finished": None, "exit_code": None,
         "host": _hostname(), "videos": {key: value for key, value in previous.get("videos", {}).items()
                                         if value.get("status") in (OK, NO_ANIMAL, BAD_VIDEO)},
     }
     results = ResultFile(result_path, result)
     results.write()
-    pending = [video for video in spec["videos"] if str(video["id"]) not in result["videos"]]
-    pictures = Pictures() if spec.get("qc_picture", True) and pending else None
+    pending = [video for video in spec.videos if str(video.id) not in result["videos"]]
+    pictures = Pictures() if spec.qc_picture and pending else None
     try:
         try:
             deeplabcut, model, session = _load(spec, work_dir, result)
@@ -82,12 +85,12 @@ def run_job(spec: dict) -> int:
             log.exception("cannot load DeepLabCut or the model")
             message = f"cannot load DeepLabCut or the model: {type(error).__name__}: {error}"
             for video in pending:
-                result["videos"][str(video["id"])] = {"status": ERROR, "message": message}
+                result["videos"][str(video.id)] = {"status": ERROR, "message": message}
             return _finish(result, result_path)
         try:
             for number, video in enumerate(pending, start=1):
                 analyze_one(session, deeplabcut, model, spec, video, work_dir, pictures,
-                            record=lambda entry, key=str(video["id"]): results.record(key, entry),
+                            record=lambda entry, key=str(video.id): results.record(key, entry),
                             more_follows=number < len(pending))
         finally:
             session.close()
@@ -115,20 +118,19 @@ class ResultFile:
             write_json_atomic(self.path, self.result)
 
 
-def _load(spec: dict, work_dir: Path, result: dict):
+def _load(spec: JobSpec, work_dir: Path, result: dict):
     """Import DeepLabCut, make the job's private project and build the model once; return
     (deeplabcut, Model, session). The result gets the versions, the engine and the load's timings."""
     started = time.monotonic()
     deeplabcut = dlc.load_deeplabcut()
     timings = {"import_s": dlc.elapsed(started)}
     step = time.monotonic()
-    settings = spec["model"]
-    multi_animal = settings.get("multi_animal") or {}
-    tracker = multi_animal.get("tracker", "project")
-    config = dlc.prepare_project(Path(settings["config"]), JobFolder(work_dir).project,
-                                 {} if tracker == "project" else {"default_track_method": tracker})
-    model = dlc.resolve_model(deeplabcut, config, settings["shuffle"], settings["trainingsetindex"],
-                              settings["batch_size"], settings["device"], multi_animal)
+    settings = spec.model
+    tracking = settings.multi_animal
+    config = dlc.prepare_project(Path(settings.config), JobFolder(work_dir).project,
+                                 {} if tracking.tracker == "project" else {"default_track_method": tracking.tracker})
+    model = dlc.resolve_model(deeplabcut, config, settings.shuffle, settings.trainingsetindex, settings.batch_size,
+                              settings.device, {"auto_track": tracking.auto_track, "animals": tracking.animals})
     if model.multi_animal and model.auto_track:
         dlc.check_tracker()  # once here, not one wasted analysis per video
     timings["prepare_s"] = dlc.elapsed(step)
@@ -145,7 +147,7 @@ def _load(spec: dict, work_dir: Path, result: dict):
     return deeplabcut, model, session
 
 
-def analyze_one(session, deeplabcut, model: dlc.Model, spec: dict, video: dict, work_dir: Path,
+def analyze_one(session, deeplabcut, model: dlc.Model, spec: JobSpec, video: VideoTask, work_dir: Path,
                 pictures: Pictures | None, record: Callable[[dict], None], more_follows: bool = False) -> None:
     """Given one video entry of the spec, analyze it and `record` its entry for the result file: at
     once, or once its QC picture (drawn beside the next video where it can be) is in it.
@@ -155,7 +157,7 @@ def analyze_one(session, deeplabcut, model: dlc.Model, spec: dict, video: dict, 
     filter_s, behavior_s, labeled_video_s, qc_s."""
     entry, picture = _analyze(session, deeplabcut, model, spec, video, work_dir)
     staged = picture[0] if picture else None
-    remove_copy = staged.unlink if staged and spec.get("copy_videos") else (lambda: None)
+    remove_copy = staged.unlink if staged and spec.copy_videos else (lambda: None)
 
     def finished() -> None:
         try:
@@ -169,13 +171,13 @@ def analyze_one(session, deeplabcut, model: dlc.Model, spec: dict, video: dict, 
         finished()
 
 
-def _analyze(session, deeplabcut, model: dlc.Model, spec: dict, video: dict, work_dir: Path
+def _analyze(session, deeplabcut, model: dlc.Model, spec: JobSpec, video: VideoTask, work_dir: Path
              ) -> tuple[dict, tuple | None]:
     """Analyze one video; return its entry and what its QC picture is drawn from (None: no picture)."""
     started = time.monotonic()
     timings: dict[str, float] = {}
-    source = Path(video["path"])
-    folder = JobFolder(work_dir).video(video["id"])
+    source = Path(video.path)
+    folder = JobFolder(work_dir).video(video.id)
     try:
         # Outputs of an earlier attempt go first: DeepLabCut skips a video whose pickle exists
         # even when its .h5 was never written.
@@ -186,13 +188,13 @@ def _analyze(session, deeplabcut, model: dlc.Model, spec: dict, video: dict, wor
         if not source.exists():
             return {"status": MISSING, "message": f"the source file {source} no longer exists"}, None
         step = time.monotonic()
-        staged = folder / staged_name(video["id"], str(source))
-        if spec.get("copy_videos"):
+        staged = folder / staged_name(video.id, str(source))
+        if spec.copy_videos:
             shutil.copyfile(source, staged)
         else:
             staged.symlink_to(source)
         timings["stage_s"] = dlc.elapsed(step)
-        log.info("video %s: analyzing %s", video["id"], source)
+        log.info("video %s: analyzing %s", video.id, source)
         no_animal = False
         try:
             analysis = session.analyze(staged, output)
@@ -215,36 +217,34 @@ def _analyze(session, deeplabcut, model: dlc.Model, spec: dict, video: dict, wor
             entry = _single_animal_table(outputs, video)
         entry.update(scorer=scorer or entry.pop("scorer", ""), staged_stem=staged.stem)
         timings["check_s"] = dlc.elapsed(step)
-        filtering = spec.get("filter") or {}
         trackable = not model.multi_animal or (model.auto_track and entry["status"] == OK)
-        if filtering.get("enabled") and trackable:
+        if spec.filter.enabled and trackable:
             step = time.monotonic()
-            dlc.filter_predictions(deeplabcut, model, staged, output, filtering["type"],
-                                   filtering["window_length"])
+            dlc.filter_predictions(deeplabcut, model, staged, output, spec.filter.type, spec.filter.window_length)
             outputs.update(_outputs(model, output, staged.stem))
             timings["filter_s"] = dlc.elapsed(step)
-        if spec.get("behavior_model") and entry["status"] == OK:
+        if spec.behavior_model and entry["status"] == OK:
             step = time.monotonic()
-            labels, error = _behavior_labels(spec["behavior_model"], outputs, video, output, staged.stem)
+            labels, error = _behavior_labels(spec.behavior_model, outputs, video, output, staged.stem)
             outputs.update(labels)
             if error:
                 entry["behavior_error"] = error
             timings["behavior_s"] = dlc.elapsed(step)
-        mode = (spec["model"].get("labeled_video") or {}).get("mode", "off")
-        if mode != "off" and (not model.multi_animal or model.auto_track):
+        if spec.model.labeled_video.mode != "off" and (not model.multi_animal or model.auto_track):
             step = time.monotonic()
-            outputs.update(_labeled_video(deeplabcut, model, staged, output, outputs, video, spec["model"], entry))
+            outputs.update(_labeled_video(deeplabcut, model, staged, output, outputs, video, spec.model.labeled_video,
+                                          entry))
             timings["labeled_video_s"] = dlc.elapsed(step)
         entry.update(seconds=dlc.elapsed(started), timings=timings,
                      outputs={kind: str(path) for kind, path in outputs.items()})
-        log.info("video %s: %d frames analyzed in %.1f s (%s)", video["id"], entry["frames"], entry["seconds"],
+        log.info("video %s: %d frames analyzed in %.1f s (%s)", video.id, entry["frames"], entry["seconds"],
                  ", ".join(f"{name} {value:.2f}" for name, value in timings.items()))
         return entry, (staged, outputs["keypoints_h5"], output, outputs.get("behavior_csv"), source.name)
     except BadVideo as error:
-        log.error("video %s: bad video: %s", video["id"], error)
+        log.error("video %s: bad video: %s", video.id, error)
         return {"status": BAD_VIDEO, "message": str(error), "seconds": dlc.elapsed(started), "timings": timings}, None
     except Exception as error:  # noqa: BLE001 - any other failure is this attempt's, not the video's
-        log.error("video %s: attempt failed:\n%s", video["id"], traceback.format_exc())
+        log.error("video %s: attempt failed:\n%s", video.id, traceback.format_exc())
         return {"status": ERROR, "message": f"{type(error).__name__}: {error}", "seconds": dlc.elapsed(started),
                 "timings": timings}, None
 
@@ -259,18 +259,18 @@ def _outputs(model: dlc.Model, output: Path, stem: str) -> dict[str, Path]:
     return outputs
 
 
-def _single_animal_table(outputs: dict, video: dict) -> dict:
+def _single_animal_table(outputs: dict, video: VideoTask) -> dict:
     """Check a single-animal table has one row per frame; return the video's result entry so far."""
     if "keypoints_h5" not in outputs:
         raise RuntimeError(f"DeepLabCut wrote no .h5 for the video (found {sorted(p.name for p in outputs.values())})")
     rows = dlc.count_rows(outputs["keypoints_h5"])
-    if rows != video["frames"]:
-        raise BadVideo(f"DeepLabCut produced {rows} rows but ffprobe counted {video['frames']} frames: "
+    if rows != video.frames:
+        raise BadVideo(f"DeepLabCut produced {rows} rows but ffprobe counted {video.frames} frames: "
                        "the file is damaged or its frame count is unreliable")
     return {"status": OK, "frames": rows}
 
 
-def _multi_animal_tables(model: dlc.Model, outputs: dict, output: Path, stem: str, video: dict,
+def _multi_animal_tables(model: dlc.Model, outputs: dict, output: Path, stem: str, video: VideoTask,
                          no_animal: bool) -> dict:
     """Given a multi-animal video's outputs, give its table one row per frame (an empty table where no
     animal was tracked); return the video's result entry so far."""
@@ -279,8 +279,8 @@ def _multi_animal_tables(model: dlc.Model, outputs: dict, output: Path, stem: st
         raise RuntimeError(f"DeepLabCut wrote no detections (_full.pickle) for the video "
                            f"(found {sorted(p.name for p in output.iterdir())})")
     frames = dlc.frames_analyzed(detections)
-    if frames != video["frames"]:
-        raise BadVideo(f"DeepLabCut read {frames} frames but ffprobe counted {video['frames']} frames: "
+    if frames != video.frames:
+        raise BadVideo(f"DeepLabCut read {frames} frames but ffprobe counted {video.frames} frames: "
                        "the file is damaged or its frame count is unreliable")
     prefix = detections.name[:-len("_full.pickle")]
     entry = {"status": OK, "frames": frames, "scorer": prefix[len(stem):]}
@@ -290,7 +290,7 @@ def _multi_animal_tables(model: dlc.Model, outputs: dict, output: Path, stem: st
         reason = ("no animal found: DeepLabCut detected no animal in any frame" if not seen else
                   f"no animal found: animals were detected in {seen} of {frames} frames, but no track lasted "
                   "long enough to keep")
-        log.info("video %s: %s", video["id"], reason)
+        log.info("video %s: %s", video.id, reason)
         entry.update(status=NO_ANIMAL, message=reason, tracking=dlc.tracking_summary(dlc.read_table(table)))
     elif model.auto_track:
         table = outputs.get("keypoints_h5")
@@ -307,33 +307,32 @@ def _multi_animal_tables(model: dlc.Model, outputs: dict, output: Path, stem: st
     return entry
 
 
-def _labeled_video(deeplabcut, model: dlc.Model, staged: Path, output: Path, outputs: dict, video: dict,
-                   settings: dict, entry: dict) -> dict[str, Path]:
+def _labeled_video(deeplabcut, model: dlc.Model, staged: Path, output: Path, outputs: dict, video: VideoTask,
+                   labeled: LabeledVideo, entry: dict) -> dict[str, Path]:
     """Make the labeled video; a failure here is recorded and costs the labeled video, never the keypoints."""
-    labeled = settings.get("labeled_video") or {}
     table = outputs.get("keypoints_filtered_h5", outputs["keypoints_h5"])
     started = time.monotonic()
     try:
-        path, shown = dlc.make_labeled_video(deeplabcut, model, staged, output, table, labeled.get("mode", "clip"),
-                                                  float(labeled.get("clip_s", 10.0)), video.get("fps"))
+        path, shown = dlc.make_labeled_video(deeplabcut, model, staged, output, table, labeled.mode,
+                                             float(labeled.clip_s), video.fps)
     except Exception as error:  # noqa: BLE001
-        log.warning("video %s: no labeled video:\n%s", video["id"], traceback.format_exc())
+        log.warning("video %s: no labeled video:\n%s", video.id, traceback.format_exc())
         entry["labeled_video_error"] = f"{type(error).__name__}: {error}"
         return {}
     entry["labeled_video"] = {**shown, "made_in_s": dlc.elapsed(started)}
     return {"labeled_video": path}
 
 
-def _behavior_labels(model: str, outputs: dict, video: dict, output: Path, stem: str) -> tuple[dict, str]:
+def _behavior_labels(model: str, outputs: dict, video: VideoTask, output: Path, stem: str) -> tuple[dict, str]:
     """Label every frame; return (new outputs, error). The keypoints are delivered either way."""
     keypoints = outputs.get("keypoints_filtered_h5", outputs["keypoints_h5"])
     try:
         from dlcwatch.behavior.predict import label_keypoints_file
 
-        title = Path(video["path"]).stem  # the job's copy has an ASCII name; people know the original
-        return label_keypoints_file(keypoints, Path(model), video["fps"], output, stem, title=title), ""
+        title = Path(video.path).stem  # the job's copy has an ASCII name; people know the original
+        return label_keypoints_file(keypoints, Path(model), video.fps, output, stem, title=title), ""
     except Exception as error:  # noqa: BLE001 - a label failure must not cost the keypoints
-        log.error("video %s: behavior labels failed: %s", video["id"], error)
+        log.error("video %s: behavior labels failed: %s", video.id, error)
         return {}, str(error)
 
 
