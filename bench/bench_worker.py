@@ -13,14 +13,16 @@ interleaved, in a rotated order each repetition, so that a busy spell on the mac
 of them; the load average is recorded beside every run. Outputs are written to fresh folders
 each time (analyze_videos skips a video whose results exist).
 
-Run from the repository root (about 20 minutes on 2 cores with the defaults):
+Run from the repository root (about 18 minutes on 2 cores with the defaults, training included):
 
     PYTHONPATH=. .venv/bin/python bench/bench_worker.py --tf-python .venv-tf/bin/python
 
 `--engines pytorch` for PyTorch alone, `--pytorch-model` / `--tf-model CONFIG` to reuse trained
-models, `--reps`, `--short`, `--long`, `--size`, `--long-fps` to change the work, `--threads 0` to
-leave thread counts to the libraries (default: one inference thread, as on a shared 2-core
-machine). Writes the table (Markdown) to stdout and every run to `--json`.
+models, `--reps`, `--short`, `--long`, `--size`, `--long-fps` to change the work, `--sets` and
+`--arms` to choose (arm Wt: the worker run as a plain script, paying the interpreter's teardown
+that `python -m dlcwatch.worker` skips), `--threads 0` to leave thread counts to the libraries
+(default: one inference thread, as on a shared 2-core machine). Writes the table (Markdown) to
+stdout and every run, with the worker's own timings, to `--json`.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ config, destination, options, *videos = sys.argv[1:]
 deeplabcut.analyze_videos(config, videos, destfolder=destination, save_as_csv=True, **json.loads(options))
 """
 ARMS = ("A", "B", "W", "W+")
+# The worker as a plain `python -c` script that returns from main(): the interpreter's teardown is
+# paid as A pays it (`python -m dlcwatch.worker` skips it with os._exit). Only with --arms.
+WITH_TEARDOWN = "Wt"
+WORKER_WITH_TEARDOWN = "import sys; from dlcwatch.worker.job import main; sys.exit(main(sys.argv[1:]))"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="inference threads for every arm; 0: the libraries'")
     parser.add_argument("--long-b", action="store_true", help="also run B (a process per video) on the long videos")
+    parser.add_argument("--arms", default=",".join(ARMS),
+                        help=f"which arms, of {', '.join(ARMS + (WITH_TEARDOWN,))} ({WITH_TEARDOWN}: the worker "
+                             "with the interpreter's teardown)")
+    parser.add_argument("--sets", default="short,long")
     parser.add_argument("--workdir", help="keep models, videos and outputs here (default: a temporary folder)")
     parser.add_argument("--json", default="bench-worker.json", help="every run, with its load average")
     args = parser.parse_args(argv)
@@ -79,14 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     models = {engine: Path(getattr(args, f"{'pytorch' if engine == 'pytorch' else 'tf'}_model") or
                            train_model(engine, pythons[engine], work / f"model-{engine}", env))
               for engine in engines}
-    sets = {"short": make_videos(work / "short", args.short, seconds=10, fps=30.0, size=args.size),
-            "long": make_videos(work / "long", args.long, seconds=300, fps=args.long_fps, size=args.size)}
+    chosen = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
+    sets = {name: make_videos(work / name, count, seconds=seconds, fps=fps, size=args.size)
+            for name, count, seconds, fps in (("short", args.short, 10, 30.0), ("long", args.long, 300, args.long_fps))
+            if name in args.sets.split(",")}
     runs = []
     started = time.monotonic()
     for rep in range(args.reps):
         for set_name, videos in sets.items():
             for engine in engines:
-                arms = [arm for arm in ARMS if arm != "B" or set_name == "short" or args.long_b]
+                arms = [arm for arm in chosen if arm != "B" or set_name == "short" or args.long_b]
                 shift = rep % len(arms)
                 for arm in arms[shift:] + arms[:shift]:
                     run = run_arm(arm, engine, pythons[engine], models[engine], videos, work / "out", args, env)
@@ -157,7 +169,8 @@ def run_arm(arm: str, engine: str, python: str, model: Path, videos: list[tuple[
                 "videos": [{"id": number + 1, "path": str(path), "frames": frames}
                            for number, (path, frames) in enumerate(videos)]}
         write_json_atomic(destination / "spec.json", spec)
-        commands = [[python, "-m", "dlcwatch.worker", str(destination / "spec.json")]]
+        worker = ["-c", WORKER_WITH_TEARDOWN] if arm == WITH_TEARDOWN else ["-m", "dlcwatch.worker"]
+        commands = [[python, *worker, str(destination / "spec.json")]]
     load_before = os.getloadavg()[0]
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
@@ -166,6 +179,7 @@ def run_arm(arm: str, engine: str, python: str, model: Path, videos: list[tuple[
         if completed.returncode != 0:
             raise SystemExit(f"{arm} ({engine}) failed:\n{completed.stderr[-3000:]}")
     wall = time.monotonic() - started
+    ended = time.time()
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     run = {"wall_s": round(wall, 2), "frames": sum(frames for _, frames in videos),
            "cpu_s": round(cpu_after.ru_utime - cpu_before.ru_utime + cpu_after.ru_stime - cpu_before.ru_stime, 2),
@@ -175,8 +189,9 @@ def run_arm(arm: str, engine: str, python: str, model: Path, videos: list[tuple[
         statuses = {entry["status"] for entry in result["videos"].values()}
         if statuses != {"ok"}:
             raise SystemExit(f"{arm} ({engine}): videos ended {statuses}")
+        # From the result file's last write to the process's end: the interpreter's teardown, if any.
         run["worker"] = {"load": result.get("timings"), "model_loads": result.get("model_loads"),
-                         "steps": sum_steps(result)}
+                         "steps": sum_steps(result), "exit_after_result_s": round(ended - result["finished"], 2)}
     return run
 
 
@@ -192,10 +207,11 @@ def report(runs: list[dict], sets: dict, args: argparse.Namespace) -> str:
     """Return the Markdown table: fps per arm (median of the repetitions, min–max) and the ratios."""
     lines = ["| engine | videos | A fps | B fps | W fps | W+ fps | W/A | W/B | W+ time / W time | "
              "W CPU / A CPU | W+ CPU / W CPU |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    teardown = []
     for engine in dict.fromkeys(run["engine"] for run in runs):
         for set_name, videos in sets.items():
             mine = [run for run in runs if run["engine"] == engine and run["set"] == set_name]
-            by_arm = {arm: [run for run in mine if run["arm"] == arm] for arm in ARMS}
+            by_arm = {arm: [run for run in mine if run["arm"] == arm] for arm in ARMS + (WITH_TEARDOWN,)}
             fps = {arm: [run["frames"] / run["wall_s"] for run in found] for arm, found in by_arm.items() if found}
 
             def shown(arm: str) -> str:
@@ -221,6 +237,12 @@ def report(runs: list[dict], sets: dict, args: argparse.Namespace) -> str:
             lines.append(f"| {engine} | {label} | {shown('A')} | {shown('B')} | {shown('W')} | {shown('W+')} | "
                          f"{ratio('W', 'A')} | {ratio('W', 'B')} | {ratio('W', 'W+')} | {ratio('W', 'A', 'cpu_s')} | "
                          f"{ratio('W+', 'W', 'cpu_s')} |")
+            if by_arm[WITH_TEARDOWN]:
+                teardown.append(f"| {engine} | {label} | {shown(WITH_TEARDOWN)} | {ratio(WITH_TEARDOWN, 'A')} | "
+                                f"{ratio('W', WITH_TEARDOWN)} |")
+    if teardown:
+        lines += ["", "| engine | videos | Wt fps (the worker with the interpreter's teardown) | Wt/A | W/Wt |",
+                  "|---|---|---:|---:|---:|", *teardown]
     return "\n".join(lines)
 
 

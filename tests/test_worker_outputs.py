@@ -5,6 +5,8 @@ Real tiny PyTorch models (single- and two-animal), real videos; the reference is
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +16,7 @@ from dlc_outputs import (assert_same_outputs, assert_same_table, deeplabcut_file
                          run_analyze_videos, run_spied_worker, spec_for, staged_copies)
 from dlcwatch.demo import tinymadlc
 from dlcwatch.demo.synthetic import write_video
-from dlcwatch.jobs.spec import BAD_VIDEO, EXIT_BAD_INPUT, EXIT_OK, OK, read_json
+from dlcwatch.jobs.spec import BAD_VIDEO, EXIT_BAD_INPUT, EXIT_OK, OK, read_json, write_json_atomic
 
 pytestmark = needs_dlc
 
@@ -91,3 +93,32 @@ def test_two_animals_tracked_with_one_model_load_as_analyze_videos_tracks_them(t
         table = next(name for name in tracked if name.endswith(".h5"))
         assert_same_table(pd.read_hdf(ours / table, key="df_with_missing"),
                           pd.read_hdf(reference / table).reindex(range(60)))
+
+
+# The worker with a DeepLabCut that lacks one of the functions a session needs (as another version
+# might): it says so and analyzes each video with analyze_videos, as before.
+WITHOUT_A_WRITER = """
+import sys
+import deeplabcut.pose_estimation_pytorch as pytorch_api
+del pytorch_api.get_detector_inference_runner  # analyze_videos takes its own from apis.utils
+from dlcwatch.jobs.spec import JobSpec
+from dlcwatch.worker.job import run_job
+sys.exit(run_job(JobSpec.read(sys.argv[1])))
+"""
+
+
+def test_a_deeplabcut_without_the_pieces_falls_back_to_analyze_videos_per_video_and_says_why(tiny_model, tmp_path):
+    video = write_video(tmp_path / "in" / "one.mp4", frames=30)
+    work = tmp_path / "job"
+    work.mkdir()
+    write_json_atomic(work / "spec.json", {**spec_for(tiny_model, work, [{"id": 1, "path": str(video), "frames": 30}]),
+                                           "qc_picture": False})
+    completed = subprocess.run([sys.executable, "-c", WITHOUT_A_WRITER, str(work / "spec.json")],
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == EXIT_OK, completed.stderr[-3000:]
+    result = read_json(work / "result.json")
+    assert result["model_loads"] == "once per video (analyze_videos)"
+    assert result["model_loads_why"] == "this DeepLabCut has no deeplabcut.pose_estimation_pytorch.get_detector_inference_runner"
+    entry = result["videos"]["1"]
+    assert entry["status"] == OK and entry["frames"] == 30 and "load_and_inference_s" in entry["timings"]
+    assert entry["outputs"]["keypoints_h5"].endswith(f"{entry['scorer']}.h5")
