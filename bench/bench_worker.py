@@ -162,7 +162,8 @@ def run_arm(arm: str, engine: str, python: str, model: Path, videos: list[tuple[
                     for path, _ in videos]
     else:
         extras = arm == "W+"
-        spec = {"version": SPEC_VERSION, "job_id": 1, "work_dir": str(destination), "result": str(destination / "result.json"),
+        spec = {"version": SPEC_VERSION, "job_id": 1, "work_dir": str(destination),
+                "result": str(destination / "result.json"),
                 "model": {"config": str(model), "shuffle": 1, "trainingsetindex": 0, "batch_size": args.batch_size,
                           "device": "cpu", "labeled_video": {"mode": "off"}},
                 "filter": {"enabled": extras, "type": "median", "window_length": 5}, "qc_picture": extras,

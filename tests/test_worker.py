@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import needs_dlc
-from dlcwatch.jobs.spec import (BAD_VIDEO, EXIT_BAD_INPUT, MISSING, OK, SPEC_VERSION, LabeledVideo, VideoTask, read_json,
-                                write_json_atomic)
+from dlcwatch.jobs.spec import (BAD_VIDEO, EXIT_BAD_INPUT, MISSING, OK, SPEC_VERSION, LabeledVideo, VideoTask,
+                                read_json, write_json_atomic)
 from dlcwatch.demo.synthetic import write_video
 
 pytestmark = needs_dlc

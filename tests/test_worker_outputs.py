@@ -118,7 +118,8 @@ def test_a_deeplabcut_without_the_pieces_falls_back_to_analyze_videos_per_video_
     assert completed.returncode == EXIT_OK, completed.stderr[-3000:]
     result = read_json(work / "result.json")
     assert result["model_loads"] == "once per video (analyze_videos)"
-    assert result["model_loads_why"] == "this DeepLabCut has no deeplabcut.pose_estimation_pytorch.get_detector_inference_runner"
+    missing = "deeplabcut.pose_estimation_pytorch.get_detector_inference_runner"
+    assert result["model_loads_why"] == f"this DeepLabCut has no {missing}"
     entry = result["videos"]["1"]
     assert entry["status"] == OK and entry["frames"] == 30 and "load_and_inference_s" in entry["timings"]
     assert entry["outputs"]["keypoints_h5"].endswith(f"{entry['scorer']}.h5")

@@ -57,7 +57,8 @@ def test_a_picture_that_fails_costs_only_itself(tmp_path):
     for background in (True, False):
         entry = {"status": "ok", "outputs": {}}
         pictures = Pictures(background=background)
-        pictures.draw(entry, video, tmp_path / "missing.h5", tmp_path, None, "x.mp4", done=lambda e=entry: recorded.append(e))
+        pictures.draw(entry, video, tmp_path / "missing.h5", tmp_path, None, "x.mp4",
+                      done=lambda e=entry: recorded.append(e))
         pictures.finish()
     assert [entry["status"] for entry in recorded] == ["ok", "ok"]
     assert all("qc_png" not in entry["outputs"] and "missing.h5" in entry["qc_error"] for entry in recorded)
