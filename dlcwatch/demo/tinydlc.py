@@ -28,6 +28,16 @@ BACKBONE_CHANNELS = 96
 def build_tiny_project(folder: str | Path, *, epochs: int = 30, frames: int = 150, size: int = 128,
                        labeled: int = 20) -> Path:
     """Given an empty or missing folder, build and train a tiny project there; return its config.yaml."""
+    config = labelled_project(folder, "tiny", "pytorch", frames=frames, size=size, labeled=labeled)
+    train_from_random_weights(config, config.parent, epochs=epochs, size=size)
+    return config
+
+
+def labelled_project(folder: str | Path, task: str, engine: str, *, frames: int, size: int, labeled: int,
+                     settings: dict | None = None) -> Path:
+    """Given an empty or missing folder, make a DeepLabCut project of one synthetic video there, `labeled`
+    of its frames labelled from the known truth, for `engine` ("pytorch" or "tensorflow") with
+    config.yaml `settings` on top; return its config.yaml."""
     os.environ.setdefault("DLClight", "True")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import pandas as pd
@@ -39,17 +49,16 @@ def build_tiny_project(folder: str | Path, *, epochs: int = 30, frames: int = 15
     folder = Path(folder).absolute()
     folder.mkdir(parents=True, exist_ok=True)
     video = write_video(folder / "training-video.mp4", frames=frames, size=size)
-    config = Path(deeplabcut.create_new_project("tiny", "dlcwatch", [str(video)], working_directory=str(folder),
+    config = Path(deeplabcut.create_new_project(task, "dlcwatch", [str(video)], working_directory=str(folder),
                                                 copy_videos=True))
     auxiliaryfunctions.edit_config(str(config), {
         "bodyparts": list(BODYPARTS), "skeleton": [list(BODYPARTS)], "numframes2pick": labeled,
-        "TrainingFraction": [0.8], "engine": "pytorch", "dotsize": 3,
+        "TrainingFraction": [0.8], "engine": engine, "dotsize": 3, **(settings or {}),
     })
-    settings = auxiliaryfunctions.read_config(str(config))
-    project, scorer = Path(settings["project_path"]), settings["scorer"]
+    scorer = auxiliaryfunctions.read_config(str(config))["scorer"]
 
     # What a person would click in the labelling GUI, written from the known positions.
-    labels = project / "labeled-data" / video.stem
+    labels = config.parent / "labeled-data" / video.stem
     labels.mkdir(parents=True, exist_ok=True)
     rows, index = [], []
     for frame in np.linspace(0, frames - 1, labeled).astype(int):
@@ -61,7 +70,6 @@ def build_tiny_project(folder: str | Path, *, epochs: int = 30, frames: int = 15
     columns = pd.MultiIndex.from_product([[scorer], list(BODYPARTS), ["x", "y"]],
                                          names=["scorer", "bodyparts", "coords"])
     save_labels(labels, scorer, rows, index, columns)
-    train_from_random_weights(config, project, epochs=epochs, size=size)
     return config
 
 
