@@ -28,49 +28,59 @@ BACKBONE_CHANNELS = 96
 def build_tiny_project(folder: str | Path, *, epochs: int = 30, frames: int = 150, size: int = 128,
                        labeled: int = 20) -> Path:
     """Given an empty or missing folder, build and train a tiny project there; return its config.yaml."""
-    config = labelled_project(folder, "tiny", "pytorch", frames=frames, size=size, labeled=labeled)
+    config = labelled_project(folder, "tiny", {"engine": "pytorch"}, frames=frames, size=size, labeled=labeled)
     train_from_random_weights(config, config.parent, epochs=epochs, size=size)
     return config
 
 
-def labelled_project(folder: str | Path, task: str, engine: str, *, frames: int, size: int, labeled: int,
-                     settings: dict | None = None) -> Path:
-    """Given an empty or missing folder, make a DeepLabCut project of one synthetic video there, `labeled`
-    of its frames labelled from the known truth, for `engine` ("pytorch" or "tensorflow") with
-    config.yaml `settings` on top; return its config.yaml."""
+def labelled_project(folder: str | Path, task: str, settings: dict, *, frames: int, size: int, labeled: int) -> Path:
+    """Given a folder, a task name and config.yaml settings (the engine at least), create a project of one
+    synthetic video there with `labeled` of its frames labelled from the known truth; return its config.yaml."""
+    folder = Path(folder).absolute()
+    video = write_video(folder / "training-video.mp4", frames=frames, size=size)
+    config, scorer = create_offline_project(folder, task, video, {
+        "bodyparts": list(BODYPARTS), "skeleton": [list(BODYPARTS)], "numframes2pick": labeled,
+        "TrainingFraction": [0.8], "dotsize": 3, **settings,
+    })
+    label_from_truth(config, scorer, video, np.linspace(0, frames - 1, labeled).astype(int),
+                     image=lambda frame: draw_frame(frame, frames, size),
+                     points=lambda frame: [c for part in BODYPARTS for c in positions(frame, frames, size)[part]],
+                     levels={"bodyparts": list(BODYPARTS)})
+    return config
+
+
+def create_offline_project(folder: Path, task: str, video: Path, settings: dict, **options) -> tuple[Path, str]:
+    """Given a folder, a task name, a training video and config.yaml settings, create the DeepLabCut
+    project there without touching the network; return its config.yaml and scorer."""
     os.environ.setdefault("DLClight", "True")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import pandas as pd
-    from PIL import Image
-
     import deeplabcut
     from deeplabcut.utils import auxiliaryfunctions
 
-    folder = Path(folder).absolute()
-    folder.mkdir(parents=True, exist_ok=True)
-    video = write_video(folder / "training-video.mp4", frames=frames, size=size)
     config = Path(deeplabcut.create_new_project(task, "dlcwatch", [str(video)], working_directory=str(folder),
-                                                copy_videos=True))
-    auxiliaryfunctions.edit_config(str(config), {
-        "bodyparts": list(BODYPARTS), "skeleton": [list(BODYPARTS)], "numframes2pick": labeled,
-        "TrainingFraction": [0.8], "engine": engine, "dotsize": 3, **(settings or {}),
-    })
-    scorer = auxiliaryfunctions.read_config(str(config))["scorer"]
+                                                copy_videos=True, **options))
+    auxiliaryfunctions.edit_config(str(config), settings)
+    return config, auxiliaryfunctions.read_config(str(config))["scorer"]
 
-    # What a person would click in the labelling GUI, written from the known positions.
+
+def label_from_truth(config: Path, scorer: str, video: Path, frame_numbers, *, image, points, levels: dict) -> None:
+    """Label frames of the training video as a person would in DeepLabCut's labelling GUI, from the
+    known positions: image(frame) is the frame, points(frame) its x, y values in column order, and
+    levels the column levels between scorer and coords ({"bodyparts": [...]}, or individuals first)."""
+    import pandas as pd
+    from PIL import Image
+
     labels = config.parent / "labeled-data" / video.stem
     labels.mkdir(parents=True, exist_ok=True)
     rows, index = [], []
-    for frame in np.linspace(0, frames - 1, labeled).astype(int):
+    for frame in frame_numbers:
         name = f"img{frame:04d}.png"
-        Image.fromarray(draw_frame(frame, frames, size)).save(labels / name)
-        truth = positions(frame, frames, size)
-        rows.append([coordinate for part in BODYPARTS for coordinate in truth[part]])
+        Image.fromarray(image(frame)).save(labels / name)
+        rows.append(points(frame))
         index.append(("labeled-data", video.stem, name))
-    columns = pd.MultiIndex.from_product([[scorer], list(BODYPARTS), ["x", "y"]],
-                                         names=["scorer", "bodyparts", "coords"])
+    columns = pd.MultiIndex.from_product([[scorer], *levels.values(), ["x", "y"]],
+                                         names=["scorer", *levels, "coords"])
     save_labels(labels, scorer, rows, index, columns)
-    return config
 
 
 def save_labels(labels: Path, scorer: str, rows: list, index: list, columns) -> None:

@@ -54,9 +54,9 @@ def build_tiny_tf_project(folder: str | Path, *, iterations: int = 300, net_type
     import deeplabcut
     from deeplabcut.utils import auxiliaryfunctions
 
-    config = labelled_project(folder, "tinytf", "tensorflow", frames=frames, size=size, labeled=labeled,
-                              settings={"default_net_type": net_type, "default_augmenter": "default",
-                                        "batch_size": 8})
+    config = labelled_project(folder, "tinytf", {"engine": "tensorflow", "default_net_type": net_type,
+                                                 "default_augmenter": "default", "batch_size": 8},
+                              frames=frames, size=size, labeled=labeled)
     random_weights = Path(folder).absolute() / "random-weights" / f"{net_type}-random.ckpt"
     with offline_weights(random_weights):
         deeplabcut.create_training_dataset(str(config), num_shuffles=1, Shuffles=[1], userfeedback=False,
