@@ -57,6 +57,20 @@ def tf_lab(folder: Path, model: Path, python: Path | str, **executor) -> Path:
                         model={"filter": {"enabled": True}}, executor={"local": {"python": str(python)}, **executor})
 
 
+def test_no_module_outside_the_job_side_imports_tensorflow_deeplabcut_or_torch():
+    # Where there is no TensorFlow environment this still runs: every module the daemon, the command
+    # line, the web page and the executors are made of, imported; none brings in what only jobs need.
+    code = ("import importlib, pkgutil, sys, dlcwatch\n"
+            "for found in pkgutil.walk_packages(dlcwatch.__path__, 'dlcwatch.'):\n"
+            "    if not found.name.startswith(('dlcwatch.worker', 'dlcwatch.demo')) and not found.name.endswith('__main__'):\n"
+            "        importlib.import_module(found.name)\n"
+            "print(' '.join(sorted(name for name in sys.modules if name.partition('.')[0] in "
+            "('tensorflow', 'deeplabcut', 'torch'))))\n")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.strip() == ""
+
+
 def test_a_tensorflow_model_goes_through_the_daemon_end_to_end(tiny_tf_model, tf_python, tmp_path):
     config_path = tf_lab(tmp_path, tiny_tf_model, tf_python)
     videos = {"plain.mp4": (60, 0.0), "souris été/it's ü.avi": (45, 1.3)}
