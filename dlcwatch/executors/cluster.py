@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 import time
 from pathlib import Path
 
@@ -296,3 +297,40 @@ def single_quote(text: str) -> str:
 def format_memory(megabytes: int) -> str:
     """Given megabytes, return memory as sbatch and qsub read it: 16384 -> '16G', 1500 -> '1500M'."""
     return f"{megabytes // 1024}G" if megabytes % 1024 == 0 else f"{megabytes}M"
+
+
+def job_resources(settings, submission: Submission, known: tuple[str, ...], *, array_size: int = 0,
+                  array_throttle: int = 0) -> dict:
+    """Given a cluster executor's settings and a job for its script renderer, return the resources
+    the script asks for: the configured defaults, then the job's own (a retry with more time, the
+    CPU fallback's place). Raise ValueError for resources not in known, a negative array size or
+    throttle, or spec and log paths that do not agree with being an array (ARRAY_TASK_ID in both)."""
+    unknown = sorted(set(submission.resources) - set(known))
+    if unknown:
+        raise ValueError(f"unknown resources {', '.join(unknown)}; known: {', '.join(known)}")
+    if array_size < 0 or array_throttle < 0:
+        raise ValueError("array_size and array_throttle cannot be negative")
+    in_paths = [ARRAY_TASK_ID in str(path) for path in (submission.spec_path, submission.log_path)]
+    if array_size and not all(in_paths):
+        raise ValueError(f"a job array needs {ARRAY_TASK_ID} in the spec and log paths, one file per task")
+    if not array_size and any(in_paths):
+        raise ValueError(f"{ARRAY_TASK_ID} in the spec or log path of a job that is no array")
+    return {**default_resources(settings), **submission.resources}
+
+
+def refuse_line_breaks(**paths: str) -> None:
+    """Given paths a job script writes on one line (what: path), raise ValueError for one with a line break."""
+    for what, path in paths.items():
+        if "\n" in path or "\r" in path or "\0" in path:
+            raise ValueError(f"the {what.replace('_', ' ')} {path!r} contains a line break, which a job script "
+                             "cannot hold")
+
+
+def worker_lines(settings, spec_path: str, task_variable: str) -> list[str]:
+    """Given the settings and the spec path (which may hold ARRAY_TASK_ID, expanded from
+    task_variable), return the lines that end every job script: stop at the first failing line,
+    unbuffered output, the admin's setup lines as written, then the worker (after the command
+    prefix, e.g. a container) in the shell's place, so its exit code is the job's."""
+    command = [settings.command_prefix.strip()] if settings.command_prefix.strip() else []
+    command += [shlex.quote(settings.python), "-m", "dlcwatch.worker", shell_path(spec_path, task_variable)]
+    return ["set -e", "export PYTHONUNBUFFERED=1", *settings.setup, "exec " + " ".join(command)]
