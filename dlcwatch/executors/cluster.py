@@ -12,8 +12,13 @@ ClusterExecutor is the base both extend. It owns:
 - judging a job the scheduler no longer knows by the worker's result file;
 - the bookkeeping of adopt(): how a job recorded before a restart was named when submitted.
 
+It also runs the commands every scheduler has in the same shape: reading the cluster's limits
+once (_read_config), submitting a script (_submit_script: refused, not answering, or a submit
+limit), checking an array's size, and cancelling a job (_cancel_command).
+
 A subclass brings what is its scheduler's own: the script renderer, the submit, status, cancel
-and adopt commands and how to read their output.
+and adopt commands, and how to read what they print (message_of, cannot_reach, is_submit_limit,
+_job_limits).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 from pathlib import Path
 
 from dlcwatch.backoff import Backoff
+from dlcwatch.errors import SubmitLimitReached
 from dlcwatch.transport.job_files import SharedFiles
 from dlcwatch.executors.base import ARRAY_TASK_ID, ExecutorError, JobStatus, Outcome, Submission
 from dlcwatch.jobs.spec import EXIT_OK, ArrayFolder, read_result
@@ -81,11 +87,14 @@ def _grow(value: int, factor: float, cap: int) -> int | None:
 class ClusterExecutor:
     """The part of a batch-scheduler executor that is no scheduler's own (see the module docstring).
 
-    A subclass sets name, scheduler (its name for people), SCRIPT_NAME and FALLBACK_PLACE (the
-    resource key the CPU fallback changes: 'partition', 'queue'), and implements render_script()."""
+    A subclass sets name, scheduler (its name for people), server (what answers its commands:
+    'controller', 'qmaster'), SCRIPT_NAME and FALLBACK_PLACE (the resource key the CPU fallback
+    changes: 'partition', 'queue'), and implements render_script(), message_of(), cannot_reach(),
+    is_submit_limit() and _job_limits()."""
 
     name = ""
     scheduler = ""
+    server = ""
     SCRIPT_NAME = ""
     FALLBACK_PLACE = ""
 
@@ -102,6 +111,7 @@ class ClusterExecutor:
         self._limit_until = 0.0                       # a submit limit was hit: no submissions until then
         self._gpu_wait_s = 0.0                        # how long our longest-waiting GPU job has pended
         self._array_cap = 0                           # after a submit-limit refusal: smaller arrays (0: none)
+        self._cluster: dict[str, str] | None = None   # the cluster's configuration, read once (_read_config)
 
     @property
     def poll_interval_s(self) -> float:
@@ -113,6 +123,32 @@ class ClusterExecutor:
 
     def close(self) -> None:
         """Nothing is held between commands; running jobs keep running."""
+
+    def reconfigure(self, config) -> None:
+        """Take the new executor.<kind> settings (submitted jobs keep what they were given), and read
+        the cluster's limits again: a reload is when an admin changed them."""
+        self.settings = config.executor[self.name]
+        self._cluster = None
+        self._array_cap = 0
+
+    # ------------------------------------------------------------------ what the scheduler says
+
+    def message_of(self, result: CommandResult) -> str:
+        """Given a command of this scheduler that failed, return its message for a person, on one line."""
+        raise NotImplementedError
+
+    def cannot_reach(self, result: CommandResult, problem: str) -> bool:
+        """Given a failed command and its message, return whether the scheduler (or the login node) did
+        not answer, as opposed to refusing."""
+        raise NotImplementedError
+
+    def is_submit_limit(self, problem: str) -> bool:
+        """Given a refused submission's message, return whether a per-user submit limit was reached."""
+        raise NotImplementedError
+
+    def _job_limits(self) -> list[int | None] | None:
+        """Return the cluster's limits on our jobs in flight (None or 0: none), or None while it cannot be asked."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ resources
 
@@ -140,6 +176,48 @@ class ClusterExecutor:
 
     # ------------------------------------------------------------------ limits
 
+    def slots(self, active_jobs: int) -> int:
+        """Given how many of our jobs are active, return how many more may be submitted now: none
+        while the scheduler does not answer or a submit limit was hit, else up to max_jobs_in_flight
+        and the cluster's own limits (_job_limits)."""
+        if self._submission_paused():
+            return 0
+        limits = self._job_limits()
+        if limits is None:
+            return 0
+        cap = min([self.settings.max_jobs_in_flight, *(limit for limit in limits if limit)])
+        return max(0, cap - active_jobs)
+
+    def _read_config(self, argv: list[str], parse) -> dict[str, str] | None:
+        """Return the cluster's configuration (argv's output, parse()d), asked once and kept ({} when
+        the command was refused: then only our own settings limit us); None while unreachable."""
+        if self._cluster is None:
+            if self.clock() < self._quiet_until:
+                return None
+            result = self._run(argv)
+            if not result.ok:
+                problem = self.message_of(result)
+                if self.cannot_reach(result, problem):
+                    self._unreachable(problem)
+                    return None
+                logging.getLogger(f"dlcwatch.executors.{self.name}").warning(
+                    "cannot read the %s configuration (%s); only executor.%s limits apply", self.scheduler,
+                    problem, self.name)
+                self._cluster = {}
+            else:
+                self._reachable()
+                self._cluster = parse(result.stdout)
+        return self._cluster
+
+    def _check_array_size(self, count: int, largest: int | None, limit_name: str) -> None:
+        """Given an array's task count and the cluster's largest array (None or 0: no limit) by its
+        name, raise ExecutorError when the array cannot be submitted as one."""
+        if count < 1:
+            raise ExecutorError("a job array needs at least one task")
+        if largest and count > largest:
+            raise ExecutorError(f"a job array of {count} tasks is larger than the cluster allows "
+                                f"({limit_name} = {largest}); submit it in parts of at most {largest}")
+
     def _submission_paused(self) -> bool:
         """Return whether no job may be submitted now: the scheduler does not answer, or a submit
         limit was hit and none of ours has ended since."""
@@ -161,6 +239,37 @@ class ClusterExecutor:
         log = logging.getLogger(f"dlcwatch.executors.{self.name}")
         log.warning("%s refused %s for a submit limit (%s); submitting again when one of ours ends",
                     self.scheduler, what, problem)
+
+    # ------------------------------------------------------------------ submit and cancel
+
+    def _submit_script(self, argv: list[str], what: str, count: int = 1) -> CommandResult:
+        """Run a submit command (argv[0]: sbatch, qsub) for what (e.g. "job 12") of count jobs;
+        return its result once the scheduler accepted. Raise ExecutorError with the scheduler's
+        own words when it refuses or does not answer, SubmitLimitReached for a per-user limit."""
+        result = self._run(argv)
+        if not result.ok:
+            problem = self.message_of(result)
+            if self.cannot_reach(result, problem):
+                self._unreachable(problem)
+                raise ExecutorError(f"{self.scheduler} {self.server} not answering, {what} not submitted: {problem}")
+            if self.is_submit_limit(problem):
+                self._submit_limit_hit(what, problem, count)
+                raise SubmitLimitReached(f"{self.scheduler} refused {what}: submit limit reached ({problem}); "
+                                         "submitting again when one of our jobs ends")
+            raise ExecutorError(f"{argv[0]} refused {what}: {problem}")
+        self._reachable()
+        return result
+
+    def _cancel_command(self, argv: list[str], job: Job, already_ended) -> None:
+        """Run a cancel command (argv[0]: scancel, qdel) for job; a job already_ended(message) says
+        has ended is fine. Raise ExecutorError."""
+        result = self._run(argv)
+        problem = self.message_of(result)
+        if result.ok or already_ended(problem):
+            return
+        if self.cannot_reach(result, problem):
+            self._unreachable(problem)
+        raise ExecutorError(f"{argv[0]} of {self.scheduler} job {job.executor_job_id} failed: {problem}")
 
     # ------------------------------------------------------------------ the job script
 
@@ -243,7 +352,7 @@ class ClusterExecutor:
         self._quiet_until = now + self._backoff_s
         self._last_problem = problem
         log = logging.getLogger(f"dlcwatch.executors.{self.name}")
-        what = f"{self.scheduler} controller not answering" if cannot_reach else f"{self.scheduler} command failed"
+        what = f"{self.scheduler} {self.server} not answering" if cannot_reach else f"{self.scheduler} command failed"
         if self._unreachable_since is None:
             self._unreachable_since = now
             log.warning("%s (%s); our jobs keep running; asking again in %.0f s, then less often while it "
@@ -254,7 +363,8 @@ class ClusterExecutor:
     def _reachable(self) -> None:
         if self._unreachable_since is not None:
             log = logging.getLogger(f"dlcwatch.executors.{self.name}")
-            log.info("%s controller answers again, after %.0f s", self.scheduler, self.clock() - self._unreachable_since)
+            log.info("%s %s answers again, after %.0f s", self.scheduler, self.server,
+                     self.clock() - self._unreachable_since)
         self._unreachable_since = None
         self._failures = 0
         self._backoff_s = 0.0
