@@ -17,8 +17,7 @@ once (_read_config), submitting a script (_submit_script: refused, not answering
 limit), checking an array's size, and cancelling a job (_cancel_command).
 
 A subclass brings what is its scheduler's own: the script renderer, the submit, status, cancel
-and adopt commands, and how to read what they print (message_of, cannot_reach, is_submit_limit,
-_job_limits).
+and adopt commands, its limits (_job_limits), and its states module that reads what they print.
 """
 
 from __future__ import annotations
@@ -89,12 +88,14 @@ class ClusterExecutor:
 
     A subclass sets name, scheduler (its name for people), server (what answers its commands:
     'controller', 'qmaster'), SCRIPT_NAME and FALLBACK_PLACE (the resource key the CPU fallback
-    changes: 'partition', 'queue'), and implements render_script(), message_of(), cannot_reach(),
-    is_submit_limit() and _job_limits()."""
+    changes: 'partition', 'queue') and states (its states module, which reads what its commands
+    print: message_of(stderr, stdout), cannot_reach(result, problem), is_submit_limit(message)), and
+    implements render_script() and _job_limits()."""
 
     name = ""
     scheduler = ""
     server = ""
+    states = None
     SCRIPT_NAME = ""
     FALLBACK_PLACE = ""
 
@@ -135,16 +136,16 @@ class ClusterExecutor:
 
     def message_of(self, result: CommandResult) -> str:
         """Given a command of this scheduler that failed, return its message for a person, on one line."""
-        raise NotImplementedError
+        return self.states.message_of(result.stderr, result.stdout)
 
     def cannot_reach(self, result: CommandResult, problem: str) -> bool:
         """Given a failed command and its message, return whether the scheduler (or the login node) did
         not answer, as opposed to refusing."""
-        raise NotImplementedError
+        return self.states.cannot_reach(result, problem)
 
     def is_submit_limit(self, problem: str) -> bool:
         """Given a refused submission's message, return whether a per-user submit limit was reached."""
-        raise NotImplementedError
+        return self.states.is_submit_limit(problem)
 
     def _job_limits(self) -> list[int | None] | None:
         """Return the cluster's limits on our jobs in flight (None or 0: none), or None while it cannot be asked."""
@@ -389,6 +390,34 @@ def job_name(job_id: int | str) -> str:
     """Given our job id (an array's first; or a pattern such as '*'), return the scheduler job name
     it is submitted as."""
     return f"dlcwatch-{job_id}"
+
+
+# ---------------------------------------------------------------------- what commands print (pure)
+
+def one_line_message(text: str, prefixes: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> str:
+    """Given what a scheduler command printed, return it for a person on one line: blank lines,
+    repeated lines and lines in skip dropped, each of prefixes cut off in turn where a line starts
+    with it (e.g. "Unable to run job: ", then "error: "); 'no message' when nothing is left."""
+    cleaned = []
+    for line in text.splitlines():
+        line = line.strip()
+        for prefix in prefixes:
+            line = line.removeprefix(prefix)
+        if line and line not in cleaned and line not in skip:
+            cleaned.append(line)
+    return "; ".join(cleaned) or "no message"
+
+
+def says_any(message: str, markers: tuple[str, ...]) -> bool:
+    """Given a command's message and phrases in lower case, return whether it says any of them."""
+    text = message.lower()
+    return any(marker in text for marker in markers)
+
+
+def command_unreachable(result: CommandResult, problem: str, markers: tuple[str, ...]) -> bool:
+    """Given a failed command, its message and what the scheduler prints when its server does not
+    answer, return whether it did not answer: ssh could not get there, the command hung, or it says so."""
+    return result.unreachable or result.timed_out or says_any(problem, markers)
 
 
 # ---------------------------------------------------------------------- job scripts (pure)

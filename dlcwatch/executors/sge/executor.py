@@ -25,6 +25,7 @@ import time
 from dlcwatch.executors.base import ExecutorError, JobStatus, Outcome, Submission
 from dlcwatch.executors.cluster import ClusterExecutor, job_name
 from dlcwatch.executors.sge.script import render_qsub_script
+from dlcwatch.executors.sge import states as sge_states
 from dlcwatch.executors.sge.states import (
     SgeRecord,
     config_limit,
@@ -35,10 +36,10 @@ from dlcwatch.executors.sge.states import (
     parse_global_config,
     parse_qacct,
     parse_qstat_xml,
-    qmaster_unreachable,
+    cannot_reach,
     status_of,
 )
-from dlcwatch.run import CommandResult, Runner
+from dlcwatch.run import Runner
 from dlcwatch.store import Job
 
 log = logging.getLogger("dlcwatch.executors.sge.executor")
@@ -64,6 +65,7 @@ class SgeExecutor(ClusterExecutor):
     name = "sge"
     scheduler = "Grid Engine"
     server = "qmaster"
+    states = sge_states
     SCRIPT_NAME = SCRIPT_NAME
     FALLBACK_PLACE = "queue"
 
@@ -73,15 +75,6 @@ class SgeExecutor(ClusterExecutor):
 
     def render_script(self, submission: Submission, **array) -> str:
         return render_qsub_script(self.settings, submission, **array)
-
-    def message_of(self, result: CommandResult) -> str:
-        return message_of(result.stderr, result.stdout)
-
-    def cannot_reach(self, result: CommandResult, problem: str) -> bool:
-        return qmaster_unreachable(result, problem)
-
-    def is_submit_limit(self, problem: str) -> bool:
-        return is_submit_limit(problem)
 
     # ------------------------------------------------------------------ limits
 
@@ -182,7 +175,7 @@ class SgeExecutor(ClusterExecutor):
             self._reachable()
             return listed
         problem = message_of(result.stderr, result.stdout)
-        self._unreachable(problem, cannot_reach=qmaster_unreachable(result, problem))
+        self._unreachable(problem, cannot_reach=cannot_reach(result, problem))
         return None
 
     def _qacct(self, jobs: list[Job]) -> tuple[dict[str, SgeRecord], bool]:
@@ -202,7 +195,7 @@ class SgeExecutor(ClusterExecutor):
         problem = message_of(result.stderr, result.stdout)
         if is_unknown_job(problem) or is_no_accounting_yet(problem):
             return {}, True  # "job id 12 not found", "job name dlcwatch-* not found", no accounting file yet
-        if qmaster_unreachable(result, problem):
+        if cannot_reach(result, problem):
             self._unreachable(problem)
         log.warning("qacct failed (%s); jobs qstat no longer lists wait for it, or for their result files", problem)
         return {}, False
@@ -233,7 +226,7 @@ class SgeExecutor(ClusterExecutor):
         except ValueError as error:
             listed, problem = None, str(error)
         if listed is None:
-            if qmaster_unreachable(result, problem):
+            if cannot_reach(result, problem):
                 self._unreachable(problem)
             raise ExecutorError(f"qstat could not be asked about jobs submitted before the stop: {problem}")
         self._reachable()

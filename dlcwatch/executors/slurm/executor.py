@@ -24,12 +24,13 @@ import time
 from dlcwatch.executors.base import ExecutorError, JobStatus, Submission
 from dlcwatch.executors.cluster import ClusterExecutor
 from dlcwatch.executors.slurm.script import render_sbatch_script
+from dlcwatch.executors.slurm import states as slurm_states
 from dlcwatch.executors.slurm.states import (
     SACCT_FORMAT,
     SQUEUE_FORMAT,
     SlurmRecord,
     config_number,
-    controller_unreachable,
+    cannot_reach,
     is_accounting_disabled,
     is_submit_limit,
     is_unknown_job,
@@ -39,7 +40,7 @@ from dlcwatch.executors.slurm.states import (
     parse_squeue,
     status_of,
 )
-from dlcwatch.run import CommandResult, Runner
+from dlcwatch.run import Runner
 from dlcwatch.store import Job
 
 log = logging.getLogger("dlcwatch.executors.slurm.executor")
@@ -56,6 +57,7 @@ class SlurmExecutor(ClusterExecutor):
     name = "slurm"
     scheduler = "SLURM"
     server = "controller"
+    states = slurm_states
     SCRIPT_NAME = SCRIPT_NAME
     FALLBACK_PLACE = "partition"
 
@@ -73,15 +75,6 @@ class SlurmExecutor(ClusterExecutor):
 
     def render_script(self, submission: Submission, **array) -> str:
         return render_sbatch_script(self.settings, submission, **array)
-
-    def message_of(self, result: CommandResult) -> str:
-        return message_of(result.stderr, result.stdout)
-
-    def cannot_reach(self, result: CommandResult, problem: str) -> bool:
-        return controller_unreachable(result, problem)
-
-    def is_submit_limit(self, problem: str) -> bool:
-        return is_submit_limit(problem)
 
     # ------------------------------------------------------------------ limits
 
@@ -163,7 +156,7 @@ class SlurmExecutor(ClusterExecutor):
         elif is_unknown_job(message_of(result.stderr, result.stdout)):
             listed = {}  # asked about one job only, and squeue has forgotten it
         else:
-            self._unreachable(message_of(result.stderr, result.stdout), cannot_reach=controller_unreachable(result))
+            self._unreachable(message_of(result.stderr, result.stdout), cannot_reach=cannot_reach(result))
             return {}
         self._reachable()
         statuses = {job.id: status_of(listed[job.executor_job_id]) for job in ours if job.executor_job_id in listed}
@@ -214,7 +207,7 @@ class SlurmExecutor(ClusterExecutor):
                                     "--Format=JobArrayID:|,Name:|,WorkDir:|"])
         if not result.ok:
             problem = message_of(result.stderr, result.stdout)
-            if controller_unreachable(result, problem):
+            if cannot_reach(result, problem):
                 self._unreachable(problem)  # and ask again after the same pauses as polls do
             raise ExecutorError(f"squeue could not be asked about jobs submitted before the stop: {problem}")
         self._reachable()
