@@ -17,7 +17,7 @@ from dlcwatch.daemon import Daemon
 from dlcwatch.jobs.spec import read_json
 from dlcwatch.states import VideoState as S
 from dlcwatch.demo.synthetic import write_video
-from slurm_fixtures import placeholder_model, reporting_python, sleeping_python, wait_for
+from cluster_fixtures import placeholder_model, reporting_python, sleeping_python, wait_for
 
 pytest_plugins = ["slurm_fixtures"]
 
