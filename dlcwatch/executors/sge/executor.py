@@ -30,7 +30,6 @@ from dlcwatch.executors.sge.states import (
     SgeRecord,
     config_limit,
     is_no_accounting_yet,
-    is_submit_limit,
     is_unknown_job,
     message_of,
     parse_global_config,

@@ -32,7 +32,6 @@ from dlcwatch.executors.slurm.states import (
     config_number,
     cannot_reach,
     is_accounting_disabled,
-    is_submit_limit,
     is_unknown_job,
     message_of,
     parse_config,
