@@ -177,6 +177,13 @@ sys.exit(spec.get("exit", 0))
 """)
 
 
+def fake_worker_settings(folder: Path, **settings) -> dict:
+    """Return settings for an executor whose jobs run fake_python: one CPU, no GPU, a quarter GB,
+    five minutes; then settings."""
+    return {"python": str(fake_python(folder)), "cpus": 1, "gpus": 0, "mem_gb": 0.25, "time_limit_min": 5,
+            **settings}
+
+
 def sleeping_python(folder: Path) -> Path:
     """A stand-in for the worker's python that never finishes by itself (tasks stay in the queue)."""
     return executable(folder / "sleeping-python", "#!/bin/sh\nexec sleep 600\n")
@@ -195,6 +202,18 @@ os.makedirs(os.path.dirname(spec["result"]), exist_ok=True)  # an array task's o
 entry = {{"status": "ok", "frames": video["frames"], "seconds": 0.1, "scorer": "fake", "path": video["path"]}}
 json.dump({{"finished": time.time(), "exit_code": 0, "videos": {{str(video["id"]): entry}}}}, open(spec["result"], "w"))
 """)
+
+
+def write_cluster_config(folder: Path, model, kind: str, videos_per_job: int = 2, **settings) -> Path:
+    """Write a config (conftest.write_config) for a lab in folder whose jobs go to a cluster executor:
+    one CPU, one GPU, half a GB and ten minutes per job, polled every second, the worker run by this
+    Python; then settings for executor.<kind>."""
+    from conftest import write_config  # conftest is pytest's: imported when a test uses this
+
+    base = {"cpus": 1, "gpus": 1, "mem_gb": 0.5, "time_limit_min": 10, "poll_interval_s": 1.0,
+            "python": sys.executable}
+    return write_config(folder, model, watch={"settle_s": 0.2},
+                        executor={"kind": kind, "videos_per_job": videos_per_job, kind: {**base, **settings}})
 
 
 def placeholder_model(folder: Path) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cluster_fixtures import tick_until, wait_for
+from cluster_fixtures import poll_until, queue_videos, tick_until, wait_for
 from conftest import cli
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
@@ -95,3 +95,55 @@ def one_status_call_per_cycle(daemon, runner, status_program: str, *, running: i
     asked = [argv[0] for argv in runner.calls]
     _check(asked == [status_program] * cycles, f"{cycles} poll cycles ran {asked}")
     return first
+
+
+def gpu_jobs_wait_and_the_next_goes_to_the_cpu_place(daemon, *, place: str, value: str, script_name: str,
+                                                     script_lines: tuple[str, ...], absent: str):
+    """Given a daemon (one video per job, no arrays, GPU jobs, a CPU fallback to `place` = value
+    after 0.05 min) on a scheduler with two GPUs: three GPU jobs go in, two run and one waits; once
+    it waited past after_pending_min, the next job goes to the CPU place without GPUs (script_lines
+    in its script, `absent` not) and starts, while the GPU job still waits. Return the waiting one."""
+    def queue_one():
+        queue_videos(daemon, 1)
+        daemon.submit(time.time())
+
+    for _ in range(3):
+        queue_one()
+    gpu_jobs = daemon.store.active_jobs()
+    _check(len(gpu_jobs) == 3 and all(job.resources == {} for job in gpu_jobs), f"GPU jobs: {gpu_jobs}")
+    poll_until(daemon, lambda: len(daemon.store.jobs([JobState.RUNNING])) == 2, 60, "two GPU jobs running", ahead_s=2)
+    [waiting] = daemon.store.jobs([JobState.SUBMITTED])
+    time.sleep(max(0.0, waiting.created + 3.5 - time.time()))
+    daemon.poll(time.time() + 4)  # sees it still pending, past after_pending_min
+
+    queue_one()
+    cpu_job = max(daemon.store.active_jobs(), key=lambda job: job.id)
+    _check(cpu_job.resources[place] == value and cpu_job.resources["gpus"] == 0, f"CPU job: {cpu_job.resources}")
+    script = (Path(cpu_job.spec_path).parent / script_name).read_text()
+    _check(all(line in script for line in script_lines) and absent not in script, script)
+    poll_until(daemon, lambda: daemon.store.job(cpu_job.id).state is JobState.RUNNING, 60, "the CPU job running",
+               ahead_s=2)
+    _check(daemon.store.job(waiting.id).state is JobState.SUBMITTED, "the GPU job stopped waiting")
+    return waiting
+
+
+def staged_within_the_quota_and_delivered(daemon, count: int, timeout: float) -> None:
+    """Given a started daemon whose cluster has its own scratch with room for one video, tick until
+    idle: every video done, never more than one copied into scratch at once, each copy deleted
+    there once its video was analyzed."""
+    most_staged = 0
+
+    def step():
+        nonlocal most_staged
+        daemon.tick(time.time())
+        most_staged = max(most_staged, len(daemon.store.staged_videos()))
+        return daemon.idle()
+    wait_for(step, timeout, "every video analyzed on the cluster and delivered", interval=0.3)
+    videos = daemon.store.videos()
+    _check([video.state for video in videos] == [S.DONE] * count, str([video.reason for video in videos]))
+    _check(most_staged == 1, f"{most_staged} videos in scratch at once")  # the quota held the others back
+    for video in videos:
+        _check((Path(video.output_dir) / "manifest.json").exists(), f"no manifest for video {video.id}")
+        messages = [event.message for event in daemon.store.events(video_id=video.id)]
+        _check(any(m.startswith("copied to the cluster's scratch") for m in messages), str(messages))
+        _check("copy in the cluster's scratch deleted" in messages, str(messages))

@@ -21,7 +21,7 @@ from dlcwatch.jobs.spec import ArrayFolder
 from dlcwatch.store import Store
 from cluster_fixtures import (
     CountingRunner,
-    fake_python,
+    fake_worker_settings,
     every_fifth_failed,
     job_row,
     many_jobs_and_two_unknown,
@@ -38,8 +38,7 @@ pytest_plugins = ["sge_fixtures"]
 
 
 def make_executor(cell, folder: Path, *, runner=None, clock=time.time, **settings) -> SgeExecutor:
-    values = {"python": str(fake_python(folder)), "cpus": 1, "gpus": 0, "mem_gb": 0.25, "time_limit_min": 5,
-              "setup": [importable_setup()], **settings}
+    values = fake_worker_settings(folder, setup=[importable_setup()], **settings)
     return SgeExecutor(sge_settings(**values), runner=runner or cell.runner, clock=clock)
 
 

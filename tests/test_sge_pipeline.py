@@ -3,13 +3,12 @@ real workers with the tiny model in a job array and a restart mid-run, a time-li
 more time, `dlcwatch cancel` of a running and of a pending job, 200 tasks polled with one qstat, and
 the CPU fallback."""
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import cli, needs_dlc, write_config
+from conftest import cli, needs_dlc
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.executors.sge.executor import SgeExecutor
@@ -17,19 +16,27 @@ from dlcwatch.states import JobState
 from dlcwatch.states import VideoState as S
 from dlcwatch.demo.synthetic import write_video
 from sge_fixtures import importable_setup
-from cluster_fixtures import CountingRunner, placeholder_model, poll_until, queue_videos, sleeping_python, tick_until
-from cluster_scenarios import every_video_delivered_once, three_videos_in_two_jobs, one_status_call_per_cycle, time_limit_kill_retried_then_cancel_left
+from cluster_fixtures import (
+    CountingRunner,
+    placeholder_model,
+    queue_videos,
+    sleeping_python,
+    tick_until,
+    write_cluster_config,
+)
+from cluster_scenarios import (
+    every_video_delivered_once,
+    gpu_jobs_wait_and_the_next_goes_to_the_cpu_place,
+    one_status_call_per_cycle,
+    three_videos_in_two_jobs,
+    time_limit_kill_retried_then_cancel_left,
+)
 
 pytest_plugins = ["sge_fixtures"]
 
 
 def sge_config(tmp_path, model, videos_per_job=2, **sge):
-    settings = {"cpus": 1, "gpus": 1, "mem_gb": 0.5, "time_limit_min": 10, "poll_interval_s": 1.0,
-                "python": sys.executable, "setup": [importable_setup()], **sge}
-    return write_config(tmp_path, model, watch={"settle_s": 0.2},
-                        executor={"kind": "sge", "videos_per_job": videos_per_job, "sge": settings})
-
-
+    return write_cluster_config(tmp_path, model, "sge", videos_per_job, setup=[importable_setup()], **sge)
 
 
 @pytest.fixture
@@ -141,28 +148,10 @@ def test_jobs_go_to_the_cpu_queue_while_gpu_jobs_wait(sge_cell, tmp_path):
                                                   "time_limit_min": 5}))
     daemon = Daemon(config, executor=SgeExecutor(config.executor.sge, runner=sge_cell.runner), watch_events=False)
 
-    def queue_one():
-        queue_videos(daemon, 1)
-        daemon.submit(time.time())
     try:
-        for _ in range(3):
-            queue_one()
-        gpu_jobs = daemon.store.active_jobs()
-        assert len(gpu_jobs) == 3 and all(job.resources == {} for job in gpu_jobs)
-        poll_until(daemon, lambda: len(daemon.store.jobs([JobState.RUNNING])) == 2, 60, "two GPU jobs running",
-                   ahead_s=2)
-        [waiting] = daemon.store.jobs([JobState.SUBMITTED])
-        time.sleep(max(0.0, waiting.created + 3.5 - time.time()))
-        daemon.poll(time.time() + 4)  # sees it still pending, past after_pending_min
-
-        queue_one()
-        cpu_job = max(daemon.store.active_jobs(), key=lambda job: job.id)
-        assert cpu_job.resources["queue"] == "all.q" and cpu_job.resources["gpus"] == 0
-        script = (Path(cpu_job.spec_path).parent / "job.qsub").read_text()
-        assert "#$ -q all.q\n" in script and "gpu" not in script and "#$ -l h_rt=0:05:00\n" in script
-        poll_until(daemon, lambda: daemon.store.job(cpu_job.id).state is JobState.RUNNING, 60, "the CPU job running",
-                   ahead_s=2)
-        assert daemon.store.job(waiting.id).state is JobState.SUBMITTED  # the GPU job still waits
+        gpu_jobs_wait_and_the_next_goes_to_the_cpu_place(daemon, place="queue", value="all.q", script_name="job.qsub",
+                                                         script_lines=("#$ -q all.q\n", "#$ -l h_rt=0:05:00\n"),
+                                                         absent="gpu")
     finally:
         ours = [job.executor_job_id for job in daemon.store.active_jobs() if job.executor_job_id]
         if ours:

@@ -36,8 +36,6 @@ def array_daemon(cluster, tmp_path, clock=time.time, **slurm):
     return Daemon(config, executor=executor, watch_events=False)
 
 
-
-
 def cancel_all(cluster, daemon) -> None:
     arrays = {job.executor_job_id.split("_")[0] for job in daemon.store.active_jobs() if job.executor_job_id}
     if arrays:

@@ -26,7 +26,7 @@ from dlcwatch.store import Store
 from dlcwatch.demo.synthetic import write_video
 from cluster_fixtures import (
     CountingRunner,
-    fake_python,
+    fake_worker_settings,
     every_fifth_failed,
     job_row,
     many_jobs_and_two_unknown,
@@ -42,8 +42,7 @@ pytest_plugins = ["slurm_fixtures"]  # the fixtures slurm_cluster and slurm_acco
 
 
 def make_executor(cluster, folder: Path, *, runner=None, clock=time.time, **settings) -> SlurmExecutor:
-    values = {"python": str(fake_python(folder)), "cpus": 1, "gpus": 0, "mem_gb": 0.25, "time_limit_min": 5,
-              **settings}
+    values = fake_worker_settings(folder, **settings)
     return SlurmExecutor(slurm_settings(**values), runner=runner or cluster.runner, clock=clock)
 
 

@@ -5,25 +5,24 @@ from pathlib import Path
 
 import pytest
 
-from conftest import needs_dlc, write_config
+from conftest import needs_dlc
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.states import VideoState as S
 from dlcwatch.demo.synthetic import write_video
-from cluster_fixtures import sleeping_python, tick_until, wait_for
-from cluster_scenarios import every_video_delivered_once, three_videos_in_two_jobs, time_limit_kill_retried_then_cancel_left
+from cluster_fixtures import sleeping_python, tick_until, wait_for, write_cluster_config
+from cluster_scenarios import (
+    every_video_delivered_once,
+    three_videos_in_two_jobs,
+    time_limit_kill_retried_then_cancel_left,
+)
 
 pytestmark = needs_dlc
 pytest_plugins = ["slurm_fixtures"]
 
 
 def slurm_config(tmp_path, model, **slurm):
-    settings = {"cpus": 1, "gpus": 1, "mem_gb": 0.5, "time_limit_min": 10, "poll_interval_s": 1.0,
-                "python": str(Path(__import__("sys").executable)), **slurm}
-    return write_config(tmp_path, model, watch={"settle_s": 0.2},
-                        executor={"kind": "slurm", "videos_per_job": 2, "slurm": settings})
-
-
+    return write_cluster_config(tmp_path, model, "slurm", **slurm)
 
 
 @pytest.fixture

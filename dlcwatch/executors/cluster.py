@@ -26,7 +26,7 @@ import logging
 import math
 import shlex
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from dlcwatch.backoff import Backoff
 from dlcwatch.errors import SubmitLimitReached
@@ -257,7 +257,7 @@ class ClusterExecutor:
                 self._submit_limit_hit(what, problem, count)
                 raise SubmitLimitReached(f"{self.scheduler} refused {what}: submit limit reached ({problem}); "
                                          "submitting again when one of our jobs ends")
-            raise ExecutorError(f"{argv[0]} refused {what}: {problem}")
+            raise ExecutorError(f"{PurePosixPath(argv[0]).name} refused {what}: {problem}")
         self._reachable()
         return result
 
@@ -270,7 +270,8 @@ class ClusterExecutor:
             return
         if self.cannot_reach(result, problem):
             self._unreachable(problem)
-        raise ExecutorError(f"{argv[0]} of {self.scheduler} job {job.executor_job_id} failed: {problem}")
+        raise ExecutorError(f"{PurePosixPath(argv[0]).name} of {self.scheduler} job {job.executor_job_id} failed: "
+                            f"{problem}")
 
     # ------------------------------------------------------------------ the job script
 
@@ -463,6 +464,29 @@ def refuse_line_breaks(**paths: str) -> None:
         if "\n" in path or "\r" in path or "\0" in path:
             raise ValueError(f"the {what.replace('_', ' ')} {path!r} contains a line break, which a job script "
                              "cannot hold")
+
+
+def extra_options(lines: list[str], prefix: str, program: str) -> list[str]:
+    """Given an admin's extra options for the job script (each may start with the script's own prefix,
+    e.g. '#SBATCH'), return them without it, blank ones dropped. Raise ValueError for one with a
+    line break, which would end the directive line and start a command."""
+    options = []
+    for extra in lines:
+        extra = extra.strip()
+        extra = extra[len(prefix):].strip() if extra.upper().startswith(prefix.upper()) else extra
+        if "\n" in extra or "\r" in extra:
+            raise ValueError(f"an extra {program} option {extra!r} contains a line break, which a {prefix} line "
+                             "cannot hold")
+        if extra:
+            options.append(extra)
+    return options
+
+
+def script_head(prefix: str, options: list[str], job_id: int) -> list[str]:
+    """Given the scheduler's directive prefix ('#SBATCH', '#$', '#PBS'), the options and our job id,
+    return the lines that open a job script."""
+    return ["#!/bin/bash", *(f"{prefix} {option}" for option in options),
+            f"# dlcwatch job {job_id}: runs the worker, whose exit code becomes the job's."]
 
 
 def worker_lines(settings, spec_path: str, task_variable: str) -> list[str]:

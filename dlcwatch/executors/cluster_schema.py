@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from dlcwatch.schema import Option, Section, ssh_section
 
+# The executor kinds whose section is a cluster_section (each has host, ssh, scratch, scratch_quota_gb).
+CLUSTER_KINDS = ("slurm", "sge", "pbs")
+
 
 @dataclass(frozen=True)
 class SchedulerWords:

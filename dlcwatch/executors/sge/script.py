@@ -21,7 +21,9 @@ from dlcwatch.executors.base import Submission
 from dlcwatch.executors.cluster import (
     format_memory,
     job_name,
+    extra_options,
     job_resources,
+    script_head,
     refuse_line_breaks,
     shell_path,
     worker_lines,
@@ -70,17 +72,9 @@ def render_qsub_script(settings, submission: Submission, *, array_size: int = 0,
         options.append(f"-t 1-{array_size}")
         if array_throttle:
             options.append(f"-tc {array_throttle}")
-    for extra in settings.extra_qsub:
-        extra = extra.strip()
-        extra = extra[2:].strip() if extra.startswith("#$") else extra
-        if "\n" in extra or "\r" in extra:
-            raise ValueError(f"an extra qsub option {extra!r} contains a line break, which a #$ line cannot hold")
-        if extra:
-            options.append(extra)
+    options += extra_options(settings.extra_qsub, "#$", "qsub")
 
-    lines = ["#!/bin/bash"]
-    lines += [f"#$ {option}" for option in options]
-    lines.append(f"# dlcwatch job {submission.job_id}: runs the worker, whose exit code becomes the job's.")
+    lines = script_head("#$", options, submission.job_id)
     if array_size:
         lines.append(f"# Grid Engine numbers array tasks from 1, dlcwatch's task files from 0.")
         lines.append(f"{TASK_VARIABLE}=$((SGE_TASK_ID - 1))")

@@ -32,6 +32,7 @@ from dlcwatch.executors.slurm.states import (
     config_number,
     cannot_reach,
     is_accounting_disabled,
+    is_gone,
     is_unknown_job,
     message_of,
     parse_config,
@@ -229,8 +230,7 @@ class SlurmExecutor(ClusterExecutor):
         """Cancel the job in SLURM (scancel); a job that already ended is fine. Raise ExecutorError."""
         if not job.executor_job_id:
             return
-        self._cancel_command(["scancel", job.executor_job_id], job,
-                             lambda problem: is_unknown_job(problem) or "already completing or completed" in problem.lower())
+        self._cancel_command(["scancel", job.executor_job_id], job, is_gone)
 
 
 def _query_ids(job_ids) -> list[str]:

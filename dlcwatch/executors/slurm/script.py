@@ -15,7 +15,14 @@ from __future__ import annotations
 import re
 
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
-from dlcwatch.executors.cluster import format_memory, job_name, job_resources, worker_lines
+from dlcwatch.executors.cluster import (
+    extra_options,
+    format_memory,
+    job_name,
+    job_resources,
+    script_head,
+    worker_lines,
+)
 
 RESOURCE_KEYS = ("time_min", "mem_mb", "cpus", "gpus", "partition")
 # A value made only of these needs no quotes on an #SBATCH line.
@@ -29,7 +36,8 @@ def render_sbatch_script(settings, submission: Submission, *, array_size: int = 
     submission.resources may override time_min, mem_mb, cpus, gpus and partition (a retry with
     more time or memory, a job sent to the CPU partition). With array_size N > 0 the script is a job array of tasks 0..N-1, at most
     array_throttle of them running at once (0: no limit)."""
-    resources = job_resources(settings, submission, RESOURCE_KEYS, array_size=array_size, array_throttle=array_throttle)
+    resources = job_resources(settings, submission, RESOURCE_KEYS, array_size=array_size,
+                              array_throttle=array_throttle)
     spec_path, log_path = str(submission.spec_path), str(submission.log_path)
 
     options = [
@@ -60,16 +68,9 @@ def render_sbatch_script(settings, submission: Submission, *, array_size: int = 
     if array_size:
         throttle = f"%{array_throttle}" if array_throttle else ""
         options.append(f"--array=0-{array_size - 1}{throttle}")
-    for extra in settings.extra_sbatch:
-        extra = extra.strip()
-        extra = extra[len("#SBATCH"):].strip() if extra.upper().startswith("#SBATCH") else extra
-        _one_line(extra, "an extra sbatch option")
-        if extra:
-            options.append(extra)
+    options += extra_options(settings.extra_sbatch, "#SBATCH", "sbatch")
 
-    lines = ["#!/bin/bash"]
-    lines += [f"#SBATCH {option}" for option in options]
-    lines.append(f"# dlcwatch job {submission.job_id}: runs the worker, whose exit code becomes the job's.")
+    lines = script_head("#SBATCH", options, submission.job_id)
     lines += worker_lines(settings, spec_path, "SLURM_ARRAY_TASK_ID")
     return "\n".join(lines) + "\n"
 

@@ -200,5 +200,10 @@ def is_unknown_job(message: str) -> bool:
     return UNKNOWN_JOB_MARKER in message.lower()
 
 
+def is_gone(message: str) -> bool:
+    """scancel of a job SLURM forgot, or that is already ending: fine."""
+    return is_unknown_job(message) or "already completing or completed" in message.lower()
+
+
 def is_accounting_disabled(message: str) -> bool:
     return ACCOUNTING_DISABLED_MARKER in message.lower()
