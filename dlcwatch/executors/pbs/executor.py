@@ -143,8 +143,8 @@ class PbsExecutor(ClusterExecutor):
         ours = [job for job in jobs if job.executor_job_id]
         if not ours or self.clock() < self._quiet_until:
             return {}
-        if self._history is None:
-            self.cluster_config()  # read once: whether to ask with -x
+        if self._history is None and self.cluster_config() is None:  # read once: whether to ask with -x
+            return {}  # the server did not answer that either
         asked = sorted({array_of(job.executor_job_id) or job.executor_job_id for job in ours}, key=_id_order)
         history = self._history is not False
         result = self._run([self._command("qstat"), "-f", "-F", "json", "-t", *(["-x"] if history else []), *asked])
