@@ -31,7 +31,7 @@ import yaml
 
 from dlcwatch.status import status_data
 from dlcwatch.store import Store
-from dlcwatch.web.reader import ReadOnlyStore
+from dlcwatch.store import ReadOnlyStore
 
 DAY = 86400.0
 GOAL_MS = 200.0

@@ -26,12 +26,13 @@ from dlcwatch.errors import TransferError
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
 from dlcwatch.executors.cluster_schema import CLUSTER_KINDS
-from dlcwatch.files import Permissions, make_private_folder, write_json_atomic
+from dlcwatch.files import Permissions, make_private_folder
 from dlcwatch.intake.admission import Intake, open_for_reading
-from dlcwatch.jobs.spec import BAD_VIDEO, ERROR, MISSING, NO_ANIMAL, OK, SPEC_VERSION, ArrayFolder, JobFolder, read_result
+from dlcwatch.jobs.spec import (BAD_VIDEO, ERROR, MISSING, NO_ANIMAL, OK, ArrayFolder, Filtering, JobFolder, JobSpec,
+                                LabeledVideo, ModelSpec, Tracking, VideoTask, read_result)
 from dlcwatch.notify.policy import Sender, enabled_channels, queue_notifications
 from dlcwatch.jobs.packing import pack_by_frames
-from dlcwatch.reads import Read, ReadPool, ReadStalled
+from dlcwatch.reads import Read, ReadPool, ReadsBoard, ReadStalled
 from dlcwatch.delivery.remote import RemoteDestination
 from dlcwatch.schema import parse_remote
 from dlcwatch.sdnotify import SystemdNotifier
@@ -88,6 +89,7 @@ class Daemon:
         self.executor = executor or make_executor(config)
         self.remote = remote_destination(config)
         self.output_permissions = delivery.output_permissions(config.output)
+        self.reads_board = ReadsBoard(self.store)
         self._delivering: dict[int, _Delivery] = {}
         self.deliveries = ReadPool(lambda copy: self._delivering[copy.key].run(copy),
                                    per_filesystem=config.watch.reads_per_filesystem, stall_s=config.watch.read_stall_s)
@@ -162,6 +164,7 @@ class Daemon:
         self.intake.close()
         self.deliveries.stop()  # a copy cut short is completed in place by the next start
         self.staging.close()
+        self.reads_board.clear()
         if self.events is not None:
             self.events.stop()
         if self.sender is not None:
@@ -215,7 +218,8 @@ class Daemon:
         text = ", ".join(f"{counts[state.value]} {state.value}" for state in VideoState
                          if counts.get(state.value)) or "no videos yet"
         # What `systemctl status` shows: say so when a long read is why a video is still settling.
-        reading = [read for read in self.intake.reads.in_progress() if read.total_bytes and read.done_bytes]
+        reading = [read for pool in self._read_pools() for read in pool.in_progress()
+                   if read.total_bytes and read.done_bytes]
         if reading:
             read = reading[0]
             text += f"; {read.step} {Path(read.path).name} ({100 * read.done_bytes // read.total_bytes}%)"
@@ -283,6 +287,10 @@ class Daemon:
             self.submit(now)
         self._record_executor_health(now)
         queue_notifications(self.store, self.config.notify, busy=not self.idle(), now=now)
+        self.reads_board.publish(self._read_pools(), now)
+
+    def _read_pools(self) -> list[ReadPool]:
+        return [self.intake.reads, self.staging.copies, self.deliveries]
 
     def _record_executor_health(self, now: float) -> None:
         if self.executor.unreachable:
@@ -406,20 +414,18 @@ class Daemon:
         work_dir, result_path = folder.path, folder.result
         model, files = self.config.model, self.executor.files
         # Paths as the job sees them: the same on a shared file system, in scratch otherwise.
-        spec = {
-            "version": SPEC_VERSION, "job_id": job.id, "work_dir": files.job_path(work_dir),
-            "result": files.job_path(result_path),
-            "model": {"config": files.model_config(model.config), "shuffle": model.shuffle,
-                      "trainingsetindex": model.trainingsetindex, "batch_size": model.batch_size,
-                      "device": "cpu" if job.resources.get("gpus") == 0 else model.device,
-                      "multi_animal": dict(model.multi_animal),
-                      "labeled_video": {"mode": model.labeled_video, "clip_s": model.labeled_clip_s}},
-            "filter": dict(model.filter), "copy_videos": self.config.staging.copy_videos and not files.staged,
-            "behavior_model": files.behavior_model(self.config.behavior.model) or None,
-            "videos": [{"id": video.id, "path": self.store.video(video.id).staged_path or video.path,
-                        "frames": video.frames, "fps": video.fps} for video in videos],
-        }
-        write_json_atomic(spec_path, spec)
+        JobSpec(
+            job_id=job.id, work_dir=files.job_path(work_dir), result=files.job_path(result_path),
+            model=ModelSpec(config=files.model_config(model.config), shuffle=model.shuffle,
+                            trainingsetindex=model.trainingsetindex, batch_size=model.batch_size,
+                            device="cpu" if job.resources.get("gpus") == 0 else model.device,
+                            multi_animal=Tracking(**dict(model.multi_animal)),
+                            labeled_video=LabeledVideo(model.labeled_video, model.labeled_clip_s)),
+            filter=Filtering(**dict(model.filter)), copy_videos=self.config.staging.copy_videos and not files.staged,
+            behavior_model=files.behavior_model(self.config.behavior.model) or None,
+            videos=[VideoTask(video.id, self.store.video(video.id).staged_path or video.path, video.frames, video.fps)
+                    for video in videos],
+        ).write(spec_path)
         self.store.update_job(job.id, spec_path=str(spec_path), result_path=str(result_path),
                               log_path=str(log_path), now=now)
         return Submission(job.id, spec_path, log_path, work_dir, job.resources)
@@ -449,8 +455,8 @@ class Daemon:
             if status is None:
                 continue
             if status.outcome.ended and job.cancel_requested and status.outcome is not Outcome.CANCELLED:
-                # e.g. a pending array task: SLURM drops it without a trace, which reads as lost.
-                status = JobStatus(Outcome.CANCELLED, f"by a person (SLURM reported {status.outcome.value})",
+                # e.g. a pending array task: SLURM and Grid Engine drop it without a trace, which reads as lost.
+                status = JobStatus(Outcome.CANCELLED, f"by a person ({self.executor.name} reported {status.outcome.value})",
                                    status.exit_code)
             if status.outcome is Outcome.RUNNING and job.state is JobState.SUBMITTED:
                 job = self.store.set_job_state(job.id, JobState.RUNNING, "running", now=now)

@@ -74,3 +74,13 @@ class NotifyError(DlcwatchError):
         super().__init__(f"{channel}: {reason}")
         self.channel = channel
         self.reason = reason
+
+
+class DatabaseUnavailable(StoreError):
+    """The state database cannot be read now; the message says why and what to do.
+
+    `kind` is one of: missing, locked, schema, unreadable."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind

@@ -170,3 +170,33 @@ class ReadPool:
             read.error = error
         finally:
             read.finished = True
+
+
+class ReadsBoard:
+    """What `dlcwatch status` (another process) shows of the long reads in flight, whichever pool
+    runs them — intake's probes and hashes, copies to a cluster's scratch, deliveries: the store's
+    `reads` table, rewritten only when something in it changed."""
+
+    def __init__(self, store):
+        self.store = store
+        self._shown: list[tuple] = []
+
+    def publish(self, pools: list[ReadPool], now: float) -> None:
+        rows, seen = [], set()
+        for pool in pools:
+            for read in pool.in_progress():
+                if read.key in seen:
+                    continue  # one row per video: it is in one step of the pipeline at a time
+                seen.add(read.key)
+                rows.append(dict(video_id=read.key, path=read.path, step=read.step, done_bytes=read.done_bytes,
+                                 total_bytes=read.total_bytes, started=read.started))
+        shown = [tuple(row.values()) for row in rows]
+        if shown != self._shown:
+            self.store.set_reads(rows, now=now)
+            self._shown = shown
+
+    def clear(self) -> None:
+        """Say that nothing is read any more (the reads were given up at a stop)."""
+        if self._shown:
+            self.store.set_reads([])
+            self._shown = []

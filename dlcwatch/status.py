@@ -42,7 +42,7 @@ def status_data(store: Store, *, limit: int = 15, now: float | None = None) -> d
         "attention": sum(counts.get(state.value, 0) for state in VIDEO_NEEDS_A_PERSON),
         "problems": [{"name": c["name"], "message": c["message"], "for_s": round(now - c["since"], 1)}
                      for c in store.conditions()],
-        "reads": [{"video_id": read["video_id"], "path": read["path"], "step": read["step"],
+        "reads": [{"video_id": read["video_id"], "path": _video_path(store, read), "step": read["step"],
                    "done_bytes": read["done_bytes"], "total_bytes": read["total_bytes"],
                    "for_s": round(now - read["started"], 1)} for read in store.reads()],
         "throughput": {"done_last_hour": done_hour, "done_last_day": done_day},
@@ -117,6 +117,15 @@ def show_data(store: Store, video: Video, *, now: float | None = None) -> dict:
                            "job_id": event.job_id, "message": event.message}
                           for event in store.events(video_id=video.id)]
     return details
+
+
+def _video_path(store: Store, read: dict) -> str:
+    """Given a read in flight, return its video's path: what people know it by, even while its
+    results (read from the job's folder) are being delivered."""
+    try:
+        return store.video(read["video_id"]).path
+    except KeyError:
+        return read["path"]
 
 
 def describe_read(read: dict) -> str:

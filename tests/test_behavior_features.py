@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlcwatch.behavior import BehaviorError
+from dlcwatch.errors import BehaviorError
 from dlcwatch.behavior.features import (
     bin_features,
     boxcar_centred,

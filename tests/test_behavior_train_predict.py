@@ -20,7 +20,7 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import adjusted_rand_score
 
-from dlcwatch.behavior import BehaviorError
+from dlcwatch.errors import BehaviorError
 from dlcwatch.behavior.features import bin_features, clean_positions, frame_features, frames_per_bin, training_bins
 from dlcwatch.behavior.keypoints import AnimalKeypoints, read_keypoints
 from dlcwatch.behavior.model_io import import_bsoid_model, load_model, rename_labels, save_model, sidecar_path

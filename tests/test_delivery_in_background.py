@@ -18,6 +18,7 @@ from dlcwatch.daemon import Daemon
 from dlcwatch.files import write_json_atomic
 from dlcwatch.jobs.spec import JobFolder
 from dlcwatch.states import VideoState as S
+from dlcwatch.status import status_data
 
 
 @pytest.fixture
@@ -80,8 +81,12 @@ def test_the_loop_goes_on_while_a_copy_is_held(lab, tmp_path, held_copies):
             daemon.tick(time.time())
         assert time.monotonic() - started < 10
         assert daemon.store.video(video.id).state is S.DELIVERING
+        shown = status_data(daemon.store)["reads"]  # what `dlcwatch status` prints meanwhile
+        assert [(read["step"], read["path"]) for read in shown] == [("delivering", video.path)]
         released.set()
         tick_until(daemon, lambda: daemon.store.video(video.id).state is S.DONE)
+        daemon.tick(time.time())
+        assert status_data(daemon.store)["reads"] == []
         manifest = tmp_path / "results" / "mouse" / "manifest.json"
         assert manifest.exists() and (tmp_path / "results" / "mouse" / "mouseDLC_resnet50.h5").stat().st_size == 3_000_000
     finally:

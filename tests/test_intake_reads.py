@@ -20,7 +20,7 @@ from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.executors.local import _start_time
 from dlcwatch.intake.admission import Intake, examine
-from dlcwatch.reads import Read, format_gb
+from dlcwatch.reads import Read, ReadsBoard, format_gb
 from dlcwatch.states import JobState
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
@@ -116,6 +116,8 @@ def test_a_hung_read_is_given_up_without_blocking_and_tried_again_later(tmp_path
         return streams[-1]
 
     intake = Intake(config.watch, store, open_video=open_video)
+    board = ReadsBoard(store)
+    published_paths = set()
     try:
         now, slowest_tick = 1000.0, 0.0
         deadline = time.monotonic() + 30
@@ -124,14 +126,14 @@ def test_a_hung_read_is_given_up_without_blocking_and_tried_again_later(tmp_path
             started = time.monotonic()
             intake.tick(now)
             slowest_tick = max(slowest_tick, time.monotonic() - started)
-            if store.reads():
-                [published] = store.reads()
-                assert published["path"] == str(video)
+            board.publish([intake.reads], now)
+            published_paths.update(read["path"] for read in store.reads())
             now += 0.1
             time.sleep(0.1)
         waiting = store.videos()[0]
         assert waiting.state is S.SETTLING and "hashing" in waiting.reason and "hanging" in waiting.reason
         assert slowest_tick < 0.5  # the loop never waited for the hung read
+        assert published_paths == {str(video)}  # `dlcwatch status` saw the read while it hung
         assert waiting.not_before == pytest.approx(now - 0.1 + 1.0, abs=0.2)
         intake.tick(now)  # before not_before: no second read yet
         assert len(streams) == 1

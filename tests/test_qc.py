@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.image import AxesImage
 from matplotlib.text import Text
 
+from dlcwatch.errors import BehaviorError
 from dlcwatch.worker.qc import _behavior_runs, build_qc_figure, load_keypoints, make_qc_png
 
 FRAMES = 60
@@ -178,9 +179,9 @@ def test_bad_inputs_raise_and_leave_an_old_picture_alone(tmp_path, video):
     out.write_bytes(b"old")
     plain = tmp_path / "plain.h5"
     pd.DataFrame({"a": [1.0, 2.0]}).to_hdf(plain, key="df_with_missing", mode="w")
-    with pytest.raises(ValueError, match="MultiIndex"):
+    with pytest.raises(BehaviorError, match="not a DeepLabCut keypoint table"):
         make_qc_png(plain, video, out)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(BehaviorError, match="not found"):
         make_qc_png(tmp_path / "none.h5", video, out)
     with pytest.raises(ValueError, match="likelihood_threshold"):
         make_qc_png(plain, video, out, likelihood_threshold=1.5)

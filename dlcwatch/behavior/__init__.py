@@ -14,23 +14,6 @@ Modules, one job each:
 Everything except ``train`` (and ``cli train``) imports only numpy, pandas, scikit-learn, joblib,
 matplotlib and the standard library, because it runs inside DeepLabCut's environment.
 
-This module holds the two primitives every other module shares: the user-facing error type and
-the atomic file writer (dlcwatch.files'). It imports no sub-module, so importing the package stays cheap.
+Errors are dlcwatch.errors.BehaviorError and every file goes through dlcwatch.files' atomic
+writer, as everywhere else. This module imports nothing, so importing the package stays cheap.
 """
-
-from __future__ import annotations
-
-from pathlib import Path
-from typing import IO, ContextManager
-
-from dlcwatch.errors import BehaviorError
-from dlcwatch.files import atomic_write
-
-__all__ = ["BehaviorError", "atomic_output"]
-
-
-def atomic_output(path: Path, *, binary: bool = False) -> ContextManager[IO]:
-    """Given a destination path, return dlcwatch's atomic writer for it (text unless binary).
-
-    A reader never sees a half-written file, and a crash leaves the old file (or nothing)."""
-    return atomic_write(Path(path), binary=binary)

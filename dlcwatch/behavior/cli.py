@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from dlcwatch.behavior import BehaviorError
+from dlcwatch.errors import BehaviorError
 
 __all__ = ["register"]
 

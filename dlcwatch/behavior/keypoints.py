@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlcwatch.behavior import BehaviorError
+from dlcwatch.errors import BehaviorError
 
 __all__ = [
     "AnimalKeypoints",

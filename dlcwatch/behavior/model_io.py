@@ -22,7 +22,8 @@ from typing import Any
 import joblib
 import numpy as np
 
-from dlcwatch.behavior import BehaviorError, atomic_output
+from dlcwatch.errors import BehaviorError
+from dlcwatch.files import atomic_write
 from dlcwatch.behavior.features import FEATURE_VERSION
 
 __all__ = [
@@ -125,10 +126,10 @@ def save_model(model: BehaviorModel, path: Path) -> Path:
         "label_names": {int(k): str(v) for k, v in model.label_names.items()},
         "metadata": model.metadata,
     }
-    with atomic_output(path, binary=True) as handle:
+    with atomic_write(path) as handle:
         joblib.dump(payload, handle, compress=3)
     sidecar = sidecar_path(path)
-    with atomic_output(sidecar) as handle:
+    with atomic_write(sidecar, binary=False) as handle:
         json.dump(model.sidecar(), handle, indent=2, default=_json_default)
         handle.write("\n")
     return sidecar

@@ -16,7 +16,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from dlcwatch.behavior import atomic_output
+from dlcwatch.files import atomic_write
 
 __all__ = ["label_colours", "save_embedding_png", "save_ethogram_png"]
 
@@ -39,7 +39,7 @@ def label_colours(label_ids: Sequence[int]) -> dict[int, tuple]:
 def _save(figure: Figure, path: Path) -> Path:
     """Render a figure to PNG at ``path`` atomically and return the path."""
     FigureCanvasAgg(figure)
-    with atomic_output(Path(path), binary=True) as handle:
+    with atomic_write(path) as handle:
         figure.savefig(handle, format="png", dpi=100)
     return Path(path)
 

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlcwatch.behavior import BehaviorError, atomic_output
+from dlcwatch.errors import BehaviorError
+from dlcwatch.files import atomic_write
 from dlcwatch.behavior.features import (
     clean_positions,
     frame_features,
@@ -171,7 +172,7 @@ def label_keypoints_file(keypoints_path: Path, model_path: Path, fps: float, out
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / f"{stem}_behavior.csv"
     png_path = out_dir / f"{stem}_ethogram.png"
-    with atomic_output(csv_path) as handle:
+    with atomic_write(csv_path, binary=False) as handle:
         pd.concat(tables, ignore_index=True).to_csv(handle, index=False)
     save_ethogram_png(rows, fps, model.label_ids, model.label_name, png_path, title=f"{title or stem}: behavior labels")
     return {"behavior_csv": csv_path, "ethogram_png": png_path}

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcwatch.behavior import BehaviorError, atomic_output
+from dlcwatch.errors import BehaviorError
+from dlcwatch.files import atomic_write
 from dlcwatch.behavior.features import (
     FEATURE_VERSION,
     clean_positions,
@@ -338,7 +339,7 @@ def train_and_save(
     embedding_png = out.with_name(f"{out.stem}_embedding.png")
     save_embedding_png(result.embedding, result.assignments, embedding_png, result.model.label_name)
     report = out.with_name(f"{out.stem}_report.txt")
-    with atomic_output(report) as handle:
+    with atomic_write(report, binary=False) as handle:
         handle.write(training_report(result))
     progress(f"wrote {out}, {sidecar.name}, {embedding_png.name}, {report.name}")
     return {"model": out, "sidecar": sidecar, "embedding_png": embedding_png, "report": report}

@@ -11,15 +11,17 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
 from dlcwatch.demo.synthetic import write_video
+from dlcwatch.run import run
 
 log = logging.getLogger("dlcwatch.demo.run")
+
+TRAINING_TIMEOUT_S = 1800  # about a minute on a lab CPU; half an hour means something is wrong
 
 # Names a lab really produces: accents, spaces, shell metacharacters, a sub-folder.
 DEMO_VIDEOS = ["mouse01_openfield.mp4", "souris_été_ü.mp4", "session 2/rat $(touch x); 'B'.avi",
@@ -100,10 +102,9 @@ def _tiny_model(folder: Path) -> Path:
     log_path = folder / "training.log"
     from rich.console import Console
 
-    with open(log_path, "wb") as log_file, Console().status(
-            f"training a tiny DeepLabCut model in {folder} (about a minute on a CPU; log: {log_path})"):
-        completed = subprocess.run([sys.executable, "-m", "dlcwatch.demo.tinydlc", str(folder)], stdout=log_file,
-                                   stderr=subprocess.STDOUT)
-    if completed.returncode != 0:
-        raise SystemExit(f"training the demo model failed; see {log_path}")
+    with Console().status(f"training a tiny DeepLabCut model in {folder} (about a minute on a CPU)"):
+        completed = run([sys.executable, "-m", "dlcwatch.demo.tinydlc", str(folder)], TRAINING_TIMEOUT_S)
+    log_path.write_text(completed.stdout + completed.stderr)
+    if not completed.ok:
+        raise SystemExit(f"training the demo model failed ({completed.reason('training')}); see {log_path}")
     return sorted(folder.glob("*/config.yaml"))[0]

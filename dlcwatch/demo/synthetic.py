@@ -6,11 +6,14 @@ downloaded and the ground truth of every frame is known.
 
 from __future__ import annotations
 
-import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from dlcwatch.run import run
+
+FFMPEG_TIMEOUT_S = 600  # a few GB written at disk speed; far longer means ffmpeg is stuck
 BODYPARTS = ("head", "tail")
 COLORS = {"head": (255, 255, 255), "tail": (255, 40, 40)}  # RGB
 
@@ -47,10 +50,21 @@ def write_video(path: str | Path, frames: int = 150, size: int = 128, fps: float
     """Given a path (.mp4 or .avi), write a synthetic video there and return the path."""
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = b"".join(draw_frame(index, frames, size, phase).tobytes() for index in range(frames))
-    completed = subprocess.run(video_command(path, size, fps), input=raw, capture_output=True)
-    if completed.returncode != 0:
-        raise RuntimeError(f"ffmpeg could not write {path}: {completed.stderr.decode(errors='replace')}")
+
+    return encode_video(path, (draw_frame(index, frames, size, phase) for index in range(frames)), size, fps)
+
+
+def encode_video(path: Path, frames: Iterable[np.ndarray], size: int, fps: float) -> Path:
+    """Given a path, RGB frames (size x size x 3, uint8) and a frame rate, encode them there with ffmpeg.
+    Return the path; raise RuntimeError with ffmpeg's reason if it fails."""
+
+    def send(write) -> None:
+        for frame in frames:
+            write(frame.tobytes())
+
+    completed = run(video_command(path, size, fps), FFMPEG_TIMEOUT_S, feed=send)
+    if not completed.ok:
+        raise RuntimeError(f"ffmpeg could not write {path}: {completed.reason('ffmpeg')}")
     return path
 
 
@@ -58,20 +72,26 @@ def write_long_video(path: str | Path, gigabytes: float, *, width: int = 1280, h
                      fps: int = 200) -> tuple[Path, int]:
     """Given an .avi path, write an MJPEG video of about that many GB (a lab camera at 200 fps) in
     seconds: encode one second, then concatenate copies of it without re-encoding (-c copy).
-    Return (path, frames). Raise subprocess.CalledProcessError if ffmpeg fails."""
+    Return (path, frames). Raise RuntimeError with ffmpeg's reason if it fails."""
     path = Path(path)
     segment = path.with_name(path.stem + ".segment.avi")
     listing = path.with_name(path.stem + ".segments.txt")
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
-                    f"testsrc2=size={width}x{height}:rate={fps}", "-t", "1", "-c:v", "mjpeg", "-q:v", "2",
-                    "-pix_fmt", "yuvj420p", str(segment.absolute())], check=True, timeout=300)
+    _ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate={fps}", "-t", "1", "-c:v", "mjpeg",
+             "-q:v", "2", "-pix_fmt", "yuvj420p", str(segment.absolute())], path)
     copies = max(1, round(gigabytes * 1e9 / segment.stat().st_size))
     quoted = "'" + str(segment.absolute()).replace("'", "'\\''") + "'"
     listing.write_text(f"file {quoted}\n" * copies)
     try:
-        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i",
-                        str(listing.absolute()), "-c", "copy", str(path.absolute())], check=True, timeout=600)
+        _ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing.absolute()), "-c", "copy", str(path.absolute())],
+                path)
     finally:
         segment.unlink(missing_ok=True)
         listing.unlink(missing_ok=True)
     return path, copies * fps
+
+
+def _ffmpeg(arguments: list[str], path: Path) -> None:
+    """Run ffmpeg quietly with these arguments; raise RuntimeError with its reason if it fails."""
+    completed = run(["ffmpeg", "-nostdin", "-v", "error", "-y", *arguments], FFMPEG_TIMEOUT_S)
+    if not completed.ok:
+        raise RuntimeError(f"ffmpeg could not write {path}: {completed.reason('ffmpeg')}")

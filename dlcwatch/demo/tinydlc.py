@@ -28,41 +28,52 @@ BACKBONE_CHANNELS = 96
 def build_tiny_project(folder: str | Path, *, epochs: int = 30, frames: int = 150, size: int = 128,
                        labeled: int = 20) -> Path:
     """Given an empty or missing folder, build and train a tiny project there; return its config.yaml."""
-    os.environ.setdefault("DLClight", "True")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import pandas as pd
-    from PIL import Image
-
-    import deeplabcut
-    from deeplabcut.utils import auxiliaryfunctions
-
     folder = Path(folder).absolute()
-    folder.mkdir(parents=True, exist_ok=True)
     video = write_video(folder / "training-video.mp4", frames=frames, size=size)
-    config = Path(deeplabcut.create_new_project("tiny", "dlcwatch", [str(video)], working_directory=str(folder),
-                                                copy_videos=True))
-    auxiliaryfunctions.edit_config(str(config), {
+    config, scorer = create_offline_project(folder, "tiny", video, {
         "bodyparts": list(BODYPARTS), "skeleton": [list(BODYPARTS)], "numframes2pick": labeled,
         "TrainingFraction": [0.8], "engine": "pytorch", "dotsize": 3,
     })
-    settings = auxiliaryfunctions.read_config(str(config))
-    project, scorer = Path(settings["project_path"]), settings["scorer"]
+    label_from_truth(config, scorer, video, np.linspace(0, frames - 1, labeled).astype(int),
+                     image=lambda frame: draw_frame(frame, frames, size),
+                     points=lambda frame: [c for part in BODYPARTS for c in positions(frame, frames, size)[part]],
+                     levels={"bodyparts": list(BODYPARTS)})
+    train_from_random_weights(config, config.parent, epochs=epochs, size=size)
+    return config
 
-    # What a person would click in the labelling GUI, written from the known positions.
-    labels = project / "labeled-data" / video.stem
+
+def create_offline_project(folder: Path, task: str, video: Path, settings: dict, **options) -> tuple[Path, str]:
+    """Given a folder, a task name, a training video and config.yaml settings, create the DeepLabCut
+    project there without touching the network; return its config.yaml and scorer."""
+    os.environ.setdefault("DLClight", "True")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import deeplabcut
+    from deeplabcut.utils import auxiliaryfunctions
+
+    config = Path(deeplabcut.create_new_project(task, "dlcwatch", [str(video)], working_directory=str(folder),
+                                                copy_videos=True, **options))
+    auxiliaryfunctions.edit_config(str(config), settings)
+    return config, auxiliaryfunctions.read_config(str(config))["scorer"]
+
+
+def label_from_truth(config: Path, scorer: str, video: Path, frame_numbers, *, image, points, levels: dict) -> None:
+    """Label frames of the training video as a person would in DeepLabCut's labelling GUI, from the
+    known positions: image(frame) is the frame, points(frame) its x, y values in column order, and
+    levels the column levels between scorer and coords ({"bodyparts": [...]}, or individuals first)."""
+    import pandas as pd
+    from PIL import Image
+
+    labels = config.parent / "labeled-data" / video.stem
     labels.mkdir(parents=True, exist_ok=True)
     rows, index = [], []
-    for frame in np.linspace(0, frames - 1, labeled).astype(int):
+    for frame in frame_numbers:
         name = f"img{frame:04d}.png"
-        Image.fromarray(draw_frame(frame, frames, size)).save(labels / name)
-        truth = positions(frame, frames, size)
-        rows.append([coordinate for part in BODYPARTS for coordinate in truth[part]])
+        Image.fromarray(image(frame)).save(labels / name)
+        rows.append(points(frame))
         index.append(("labeled-data", video.stem, name))
-    columns = pd.MultiIndex.from_product([[scorer], list(BODYPARTS), ["x", "y"]],
-                                         names=["scorer", "bodyparts", "coords"])
+    columns = pd.MultiIndex.from_product([[scorer], *levels.values(), ["x", "y"]],
+                                         names=["scorer", *levels, "coords"])
     save_labels(labels, scorer, rows, index, columns)
-    train_from_random_weights(config, project, epochs=epochs, size=size)
-    return config
 
 
 def save_labels(labels: Path, scorer: str, rows: list, index: list, columns) -> None:

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from dlcwatch.demo.synthetic import video_command
-from dlcwatch.demo.tinydlc import save_labels, train_from_random_weights
+from dlcwatch.demo.synthetic import encode_video
+from dlcwatch.demo.tinydlc import create_offline_project, label_from_truth, train_from_random_weights
 
 INDIVIDUALS = ("mouse1", "mouse2")
 BODYPARTS = ("nose", "left", "right", "tail")
@@ -80,53 +79,27 @@ def write_video(path: str | Path, frames: int = 120, size: int = 128, phase: flo
     `animals` 0 gives an empty arena; `leave_at` a frame index from which the arena is empty."""
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = b"".join(draw_frame(index, size, phase, 0 if leave_at is not None and index >= leave_at else animals)
-                   .tobytes() for index in range(frames))
-    completed = subprocess.run(video_command(path, size, FPS), input=raw, capture_output=True)
-    if completed.returncode != 0:
-        raise RuntimeError(f"ffmpeg could not write {path}: {completed.stderr.decode(errors='replace')}")
-    return path
+    return encode_video(path, (draw_frame(index, size, phase, 0 if leave_at is not None and index >= leave_at
+                                          else animals) for index in range(frames)), size, FPS)
 
 
 def build_tiny_multi_animal_project(folder: str | Path, *, epochs: int = 25, frames: int = 300, size: int = 128,
                                     labeled: int = 30) -> Path:
     """Given an empty or missing folder, build and train a two-animal project there; return its config.yaml."""
-    os.environ.setdefault("DLClight", "True")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import pandas as pd
-    from PIL import Image
-
-    import deeplabcut
-    from deeplabcut.utils import auxiliaryfunctions
-
     folder = Path(folder).absolute()
-    folder.mkdir(parents=True, exist_ok=True)
     video = write_video(folder / "training-video.mp4", frames=frames, size=size)
-    config = Path(deeplabcut.create_new_project("tinyma", "dlcwatch", [str(video)], working_directory=str(folder),
-                                                copy_videos=True, multianimal=True))
-    auxiliaryfunctions.edit_config(str(config), {
+    config, scorer = create_offline_project(folder, "tinyma", video, {
         "individuals": list(INDIVIDUALS), "uniquebodyparts": [], "multianimalbodyparts": list(BODYPARTS),
         "bodyparts": "MULTI!", "skeleton": [["nose", "left"], ["nose", "right"], ["left", "tail"], ["right", "tail"]],
         "numframes2pick": labeled, "TrainingFraction": [0.9], "engine": "pytorch",
         "default_track_method": "ellipse", "dotsize": 3,
-    })
-    settings = auxiliaryfunctions.read_config(str(config))
-    project, scorer = Path(settings["project_path"]), settings["scorer"]
-
-    # What a person would click in the multi-animal labelling GUI, written from the known positions.
-    labels = project / "labeled-data" / video.stem
-    labels.mkdir(parents=True, exist_ok=True)
-    rows, index = [], []
-    for frame in np.linspace(0, frames - 1, labeled).astype(int):
-        name = f"img{frame:04d}.png"
-        Image.fromarray(draw_frame(frame, size)).save(labels / name)
-        known = truth(frame, size)
-        rows.append([c for individual in INDIVIDUALS for part in BODYPARTS for c in known[individual][part]])
-        index.append(("labeled-data", video.stem, name))
-    columns = pd.MultiIndex.from_product([[scorer], list(INDIVIDUALS), list(BODYPARTS), ["x", "y"]],
-                                         names=["scorer", "individuals", "bodyparts", "coords"])
-    save_labels(labels, scorer, rows, index, columns)
-    train_from_random_weights(config, project, epochs=epochs, size=size)
+    }, multianimal=True)
+    label_from_truth(config, scorer, video, np.linspace(0, frames - 1, labeled).astype(int),
+                     image=lambda frame: draw_frame(frame, size),
+                     points=lambda frame: [c for individual in INDIVIDUALS for part in BODYPARTS
+                                           for c in truth(frame, size)[individual][part]],
+                     levels={"individuals": list(INDIVIDUALS), "bodyparts": list(BODYPARTS)})
+    train_from_random_weights(config, config.parent, epochs=epochs, size=size)
     return config
 
 

@@ -111,7 +111,6 @@ class Intake:
         self.reads = ReadPool(lambda read: examine(read, open_video),
                               per_filesystem=watch.reads_per_filesystem,
                               stall_s=watch.read_stall_s)
-        self._published: list[tuple] | None = None
         self._next_scan = {root.path: 0.0 for root in self.roots}
         self._next_full_scan = {root.path: 0.0 for root in self.roots}
         self._scanners = {root.path: TreeScanner(root.path, root.include, root.exclude, root.recursive, skip_dirs)
@@ -138,11 +137,8 @@ class Intake:
         self.settle(now)
 
     def close(self) -> None:
-        """Give up the reads in flight (without waiting for them) and say so in the store."""
+        """Give up the reads in flight, without waiting for them."""
         self.reads.stop()
-        if self._published:
-            self.store.set_reads([])
-            self._published = []
 
     def scan_counts(self) -> dict[str, int]:
         """Return how many folder stats, folder listings and file stats the scans made so far."""
@@ -244,12 +240,11 @@ class Intake:
 
     def settle(self, now: float) -> None:
         """Collect finished reads, then start reading every settling video whose file has held still
-        long enough; publish the reads in flight for `dlcwatch status`."""
+        long enough."""
         for read in self.reads.collect():
             self._admit(read, now)
         for video in self.store.videos([S.SETTLING]):
             self._settle_one(video, now)
-        self._publish_reads(now)
 
     def _settle_one(self, video: Video, now: float) -> None:
         if video.not_before and video.not_before > now:
@@ -329,14 +324,6 @@ class Intake:
             return
         self.store.set_video_state(video.id, S.QUEUED, f"complete: {info.frames} frames at {info.fps:.3g} fps, "
                                    f"{info.codec} {info.width}x{info.height}", now=now, **metadata)
-
-    def _publish_reads(self, now: float) -> None:
-        rows = [dict(video_id=read.key, path=read.path, step=read.step, done_bytes=read.done_bytes,
-                     total_bytes=read.total_bytes, started=read.started) for read in self.reads.in_progress()]
-        summary = [tuple(row.values()) for row in rows]
-        if summary != self._published:
-            self.store.set_reads(rows, now=now)
-            self._published = summary
 
     def _quarantine(self, video: Video, why: str, now: float) -> None:
         self.store.set_video_state(video.id, S.QUARANTINED, f"quarantined: {why}; fix or replace the file, "

@@ -7,9 +7,11 @@ with dlcwatch.files' atomic writer, so a reader never sees half of one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,123 @@ BAD_VIDEO = "bad_video"    # the video itself is unusable: quarantine, do not re
 NO_ANIMAL = "no_animal"    # analyzed, but no animal was found in it: deliver what there is, done
 MISSING = "missing"        # the source file is gone
 ERROR = "error"            # this attempt failed (out of memory, a crash, …): retry
+
+
+class SpecError(ValueError):
+    """A job spec that this worker cannot use: damaged, or written by another dlcwatch version."""
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Multi-animal settings (model.multi_animal); ignored for single-animal projects."""
+
+    auto_track: bool = True
+    tracker: str = "project"   # project | ellipse | box | skeleton
+    animals: int = 0           # 0: one per individual in the project
+
+
+@dataclass(frozen=True)
+class LabeledVideo:
+    mode: str = "off"          # off | clip | full
+    clip_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Filtering:
+    enabled: bool = False
+    type: str = "median"
+    window_length: int = 5
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The DeepLabCut model as the job sees it (paths in the job's file system)."""
+
+    config: str
+    shuffle: int = 1
+    trainingsetindex: int = 0
+    batch_size: int = 8
+    device: str = "auto"
+    multi_animal: Tracking = field(default_factory=Tracking)
+    labeled_video: LabeledVideo = field(default_factory=LabeledVideo)
+
+
+@dataclass(frozen=True)
+class VideoTask:
+    """One video of a job: its id, where the job reads it, and what intake counted."""
+
+    id: int
+    path: str
+    frames: int | None = None
+    fps: float | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the daemon asks of one job; written by the daemon and read by the worker, both here."""
+
+    job_id: int
+    work_dir: str
+    result: str
+    model: ModelSpec
+    videos: list[VideoTask]
+    filter: Filtering = field(default_factory=Filtering)
+    copy_videos: bool = False
+    behavior_model: str | None = None
+    version: int = SPEC_VERSION
+
+    def write(self, path: Path | str) -> None:
+        write_json_atomic(path, dataclasses.asdict(self))
+
+    @classmethod
+    def read(cls, path: Path | str) -> "JobSpec":
+        """Given a spec path, return the spec. Raise OSError if it cannot be read, SpecError if it is
+        not a spec this version understands (the message says which field)."""
+        try:
+            data = read_json(path)
+        except ValueError as error:
+            raise SpecError(f"{path} is not JSON: {error}") from error
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "JobSpec":
+        if not isinstance(data, dict):
+            raise SpecError("a job spec is a JSON object")
+        if data.get("version") != SPEC_VERSION:
+            raise SpecError(f"spec version {data.get('version')!r}, this worker reads version {SPEC_VERSION}: "
+                            "run the same dlcwatch version on both sides")
+        return _build(cls, data, "spec")
+
+
+def _build(kind: type, data: Any, where: str):
+    """Given a spec dataclass, its JSON value and where it sits, return the instance; nested
+    dataclasses and lists of them are built too. Raise SpecError naming a missing or unknown field."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected an object, found {type(data).__name__}")
+    hints = typing.get_type_hints(kind)
+    fields = {item.name: item for item in dataclasses.fields(kind)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise SpecError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    values = {}
+    for name, item in fields.items():
+        if name not in data:
+            if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+                raise SpecError(f"{where}: missing field {name}")
+            continue
+        values[name] = _value(hints[name], data[name], f"{where}.{name}")
+    return kind(**values)
+
+
+def _value(hint, value: Any, where: str):
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise SpecError(f"{where}: expected a list")
+        return [_value(item, one, f"{where}[{index}]") for index, one in enumerate(value)]
+    return value
 
 
 def read_json(path: str | Path) -> Any:

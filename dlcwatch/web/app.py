@@ -34,7 +34,8 @@ from dlcwatch.states import VIDEO_NEEDS_A_PERSON
 from dlcwatch.status import STATE_ORDER, format_duration, headline, show_data, status_data
 from dlcwatch.web.access import SESSION_COOKIE, config_secrets, request_allowed, session_value, web_token
 from dlcwatch.web.files import read_manifest, result_file, results_folder, viewable_files
-from dlcwatch.web.reader import DatabaseUnavailable, ReadOnlyStore, unavailable
+from dlcwatch.errors import DatabaseUnavailable
+from dlcwatch.store import ReadOnlyStore, unavailable
 
 LOG_TAIL_LINES = 60
 LOG_TAIL_BYTES = 64 * 1024

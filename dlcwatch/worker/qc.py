@@ -22,6 +22,9 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from dlcwatch.behavior.keypoints import AnimalKeypoints, animals_from_table, read_keypoint_table
+from dlcwatch.behavior.plots import label_colours
+from dlcwatch.errors import BehaviorError
 from dlcwatch.files import atomic_write
 
 __all__ = ["make_qc_png", "build_qc_figure", "load_keypoints", "Keypoints"]
@@ -60,62 +63,32 @@ class Keypoints:
 
 
 def load_keypoints(keypoints_h5: Path) -> Keypoints:
-    """Given a DeepLabCut .h5 keypoint file, return its Keypoints.
+    """Given a DeepLabCut keypoint file (.h5 or .csv), return its Keypoints.
 
-    Handles single-animal columns (scorer, bodyparts, coords) and multi-animal columns
-    (scorer, individuals, bodyparts, coords). Raise FileNotFoundError when the file is
-    missing, ValueError when it holds no DLC keypoint table.
+    Read with dlcwatch.behavior.keypoints, the one reader of DeepLabCut tables, so single- and
+    multi-animal headers are understood the same way everywhere. Raise BehaviorError when the
+    file is missing or holds no DeepLabCut keypoint table.
     """
-    keypoints_h5 = Path(keypoints_h5)
-    if not keypoints_h5.is_file():
-        raise FileNotFoundError(f"keypoint file not found: {keypoints_h5}")
+    table = read_keypoint_table(Path(keypoints_h5))
     try:
-        try:
-            table = pd.read_hdf(keypoints_h5, key="df_with_missing")  # DeepLabCut's key
-        except KeyError:
-            table = pd.read_hdf(keypoints_h5)  # the only object in the file, whatever its key
-    except Exception as error:  # noqa: BLE001 - PyTables and pandas raise many kinds
-        raise ValueError(f"{keypoints_h5} is not a readable keypoint table: {error}") from error
-    return keypoints_from_table(table, source=str(keypoints_h5))
+        animals = animals_from_table(table)
+    except BehaviorError as error:
+        raise BehaviorError(f"{keypoints_h5}: {error}") from error
+    return _plot_keypoints(animals, scorer=str(table.columns.get_level_values(0)[0]))
 
 
-def keypoints_from_table(table: pd.DataFrame, source: str = "table") -> Keypoints:
-    """Given a DLC keypoint DataFrame, return its Keypoints. Raise ValueError if it is not one."""
-    if not isinstance(table, pd.DataFrame) or not isinstance(table.columns, pd.MultiIndex):
-        raise ValueError(f"{source}: expected a DataFrame with DLC's MultiIndex columns")
-    columns = table.columns
-    names = [str(n) if n is not None else "" for n in columns.names]
-    if columns.nlevels == 4 or "individuals" in names:
-        multi = True
-    elif columns.nlevels == 3:
-        multi = False
-    else:
-        raise ValueError(f"{source}: expected 3 or 4 column levels (scorer, [individuals,] "
-                         f"bodyparts, coords), found {columns.nlevels}")
-    coords = columns.get_level_values(-1)
-    if not {"x", "y", "likelihood"} <= set(coords):
-        raise ValueError(f"{source}: the last column level must hold x, y and likelihood")
-
-    scorer = str(columns.get_level_values(0)[0])
-    points: list[tuple[str, str]] = []
-    for column in columns:
-        point = (str(column[1]), str(column[2])) if multi else ("", str(column[1]))
-        if point not in points:
-            points.append(point)
-
-    def stack(coord: str) -> np.ndarray:
-        out = np.full((len(table), len(points)), np.nan)
-        for j, (individual, bodypart) in enumerate(points):
-            key = (scorer, individual, bodypart, coord) if multi else (scorer, bodypart, coord)
-            if key in columns:
-                out[:, j] = pd.to_numeric(table[key], errors="coerce").to_numpy(dtype=float)
-        return out
-
+def _plot_keypoints(animals: list[AnimalKeypoints], scorer: str) -> Keypoints:
+    """Given the animals of a table, return their points side by side, as the plots use them."""
+    multi = any(animal.individual is not None for animal in animals)
+    points = [(animal.individual or "", bodypart) for animal in animals for bodypart in animal.bodyparts]
     return Keypoints(
-        scorer=scorer, points=points, x=stack("x"), y=stack("y"), likelihood=stack("likelihood"),
+        scorer=scorer, points=points,
+        x=np.concatenate([animal.xy[:, :, 0] for animal in animals], axis=1),
+        y=np.concatenate([animal.xy[:, :, 1] for animal in animals], axis=1),
+        likelihood=np.concatenate([animal.likelihood for animal in animals], axis=1),
         multi_animal=multi,
-        bodyparts=list(dict.fromkeys(bp for _, bp in points)),
-        individuals=list(dict.fromkeys(ind for ind, _ in points)),
+        bodyparts=list(dict.fromkeys(bodypart for _, bodypart in points)),
+        individuals=list(dict.fromkeys(individual for individual, _ in points)),
     )
 
 
@@ -203,18 +176,11 @@ def _label_order(table: pd.DataFrame) -> list[str]:
 
 
 def _label_colors(table: pd.DataFrame) -> dict[str, tuple]:
-    """Given the behavior table, return a color per label name.
-
-    The same rule as dlcwatch.behavior.plots (a fixed tab20 color per label id, dark shades
-    first, grey for unlabeled), so a behavior has one color in every picture.
-    """
-    from matplotlib import colormaps
-
-    palette = colormaps["tab20"].colors
-    order = list(range(0, 20, 2)) + list(range(1, 20, 2))
+    """Given the behavior table, return a color per label name: dlcwatch.behavior.plots' color of
+    its label id, so a behavior has one color in every picture."""
     ids = table.groupby("label_name")["label_id"].min()
-    return {name: (0.8, 0.8, 0.8, 1.0) if ids[name] < 0 else (*palette[order[int(ids[name]) % 20]], 1.0)
-            for name in ids.index}
+    by_id = label_colours([int(ids[name]) for name in ids.index])
+    return {name: by_id[int(ids[name])] for name in ids.index}
 
 
 def _behavior_runs(table: pd.DataFrame) -> dict[str, list[tuple[int, int]]]:
@@ -271,7 +237,7 @@ def build_qc_figure(keypoints_h5: Path, video_path: Path, *, likelihood_threshol
     `title` names the video in the heading (default: the video's file name); jobs analyze a
     renamed copy, and a person wants to see the original name.
 
-    Raise FileNotFoundError or ValueError for a missing or malformed keypoint file and
+    Raise BehaviorError for a missing or malformed keypoint file and
     ValueError for a threshold outside [0, 1] or a negative n_frames. Problems with the
     video or the behavior file never raise: the panel is left out and the figure says why.
     """
@@ -555,7 +521,7 @@ def make_qc_png(keypoints_h5: Path, video_path: Path, out_png: Path, *, likeliho
     """Given a keypoint file and its video, write the QC picture to out_png and return out_png.
 
     The file appears whole or not at all (written to a temporary file, then renamed).
-    Raise FileNotFoundError or ValueError for a missing or malformed keypoint file, and
+    Raise BehaviorError for a missing or malformed keypoint file, and
     OSError when the picture cannot be written.
     """
     out_png = Path(out_png)
