@@ -326,6 +326,13 @@ class ClusterExecutor:
 
     # ------------------------------------------------------------------ after a restart
 
+    def _adoption_failed(self, program: str, result: CommandResult, problem: str) -> ExecutorError:
+        """The scheduler's `program` could not be asked which jobs it has after a restart: pause as a
+        poll does when it did not answer; return the error to raise (the daemon asks again later)."""
+        if self.cannot_reach(result, problem):
+            self._unreachable(problem)
+        return ExecutorError(f"{program} could not be asked about jobs submitted before the stop: {problem}")
+
     def _adoption_wanted(self, jobs: list[Job]) -> dict[tuple[str, str, int | None], int]:
         """Given jobs recorded but never confirmed as submitted, return our job ids by how they were
         submitted: (job name, job folder on the cluster, array task index or None). A job without a

@@ -229,10 +229,7 @@ class PbsExecutor(ClusterExecutor):
             argv = [self._command("qselect"), "-N", name, "-u", self._user(), *(["-x"] if self._history else [])]
             result = self._run(argv)
             if not result.ok:
-                problem = message_of(result.stderr, result.stdout)
-                if cannot_reach(result, problem):
-                    self._unreachable(problem)
-                raise ExecutorError(f"qselect could not be asked about jobs submitted before the stop: {problem}")
+                raise self._adoption_failed("qselect", result, message_of(result.stderr, result.stdout))
             self._reachable()
             for pbs_id in result.stdout.split():
                 try:

@@ -225,9 +225,7 @@ class SgeExecutor(ClusterExecutor):
         except ValueError as error:
             listed, problem = None, str(error)
         if listed is None:
-            if cannot_reach(result, problem):
-                self._unreachable(problem)
-            raise ExecutorError(f"qstat could not be asked about jobs submitted before the stop: {problem}")
+            raise self._adoption_failed("qstat", result, problem)
         self._reachable()
         found = {}
         for sge_id, record in listed.items():

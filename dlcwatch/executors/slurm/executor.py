@@ -206,10 +206,7 @@ class SlurmExecutor(ClusterExecutor):
         result = self._run(["squeue", "--noheader", "--array", "--states=all", f"--name={','.join(names)}",
                                     "--Format=JobArrayID:|,Name:|,WorkDir:|"])
         if not result.ok:
-            problem = message_of(result.stderr, result.stdout)
-            if cannot_reach(result, problem):
-                self._unreachable(problem)  # and ask again after the same pauses as polls do
-            raise ExecutorError(f"squeue could not be asked about jobs submitted before the stop: {problem}")
+            raise self._adoption_failed("squeue", result, message_of(result.stderr, result.stdout))
         self._reachable()
         found = {}
         for line in result.stdout.splitlines():
