@@ -11,7 +11,8 @@ comes from), as far as dlcwatch uses it, and really runs the job scripts:
   and exit codes (PBS error number mod 256);
 - a server process (`serve`) starts queued jobs while the node has ncpus/ngpus free (and an array's
   max_run_subjobs allows), runs the script with the job's shell as a login shell in the user's home
-  with PBS_JOBID, PBS_ARRAY_INDEX, … set, kills a job past its walltime (Exit_status -29) or, like
+  on "the compute node" (a folder `home` in the spool: the tests do not read this machine's own
+  dotfiles) with PBS_JOBID, PBS_ARRAY_INDEX, … set, kills a job past its walltime (Exit_status -29) or, like
   MoM with `$enforce mem`, past its mem (-27), kills a qdel'ed one with SIGTERM then SIGKILL
   (Exit_status 256 + signal, substate 91); a job's top process killed by a signal is 256 + signal;
 - qstat -f -F json [-x] [-t] prints cJSON-style output: Jobs by id with job_state Q/R/F (X for an
@@ -392,7 +393,7 @@ def _job_attributes(server: dict, job: dict, unit: dict | None = None, index: in
         attributes["stime"] = _time_text(unit["stime"])
         if unit["state"] == "R":
             attributes["session_id"] = unit.get("pid", 0)
-        attributes["jobdir"] = os.path.expanduser("~")
+        attributes["jobdir"] = unit.get("jobdir", "")
     attributes["substate"] = unit["substate"]
     attributes["Variable_List"] = {"PBS_O_HOME": os.path.expanduser("~"), "PBS_O_LOGNAME": getpass.getuser(),
                                    "PBS_O_WORKDIR": job["workdir"], "PBS_O_SYSTEM": "Linux",
@@ -642,7 +643,8 @@ class Server:
     def _start(self, server, job, index, unit, now, used_gpus) -> None:
         sequence = str(job["sequence"])
         job_id = full_id(server, sequence, int(index) if index is not None else None)
-        home = os.path.expanduser("~")
+        home = str(self.spool.folder / "home")  # the user's home on the compute node: a login shell reads it
+        os.makedirs(home, exist_ok=True)
         environment = {"HOME": home, "USER": getpass.getuser(), "LOGNAME": getpass.getuser(), "SHELL": job["shell"],
                        "PATH": "/usr/local/bin:/usr/bin:/bin", "PBS_JOBID": job_id, "PBS_JOBNAME": job["name"],
                        "PBS_QUEUE": job["queue"], "PBS_O_WORKDIR": job["workdir"], "PBS_O_HOME": home,
@@ -665,7 +667,7 @@ class Server:
         if error is not output:
             error.close()
         self.processes[(sequence, index)] = process
-        unit.update(state="R", substate=42, stime=now, pid=process.pid, object=True, index=index,
+        unit.update(state="R", substate=42, stime=now, pid=process.pid, object=True, index=index, jobdir=home,
                     run_count=unit.get("run_count", 0) + 1, reason=None, delete=False, mem_used_kb=0,
                     comment=time.strftime("Job run at %a %b %d at %H:%M", time.localtime(now))
                     + f" on ({server['name']}:ncpus={job['ncpus']})")
