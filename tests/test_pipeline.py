@@ -81,6 +81,11 @@ def test_videos_in_keypoints_out_bad_ones_quarantined(tiny_model, tmp_path):
         video = by_name[Path(name).name]
         manifest = assert_delivered(Path(video.output_dir), tmp_path / "results", source, name)
         assert manifest["job"]["attempts"] == 1
+        # Where the time went, from the job's result file: the model built once, this video's steps.
+        assert manifest["model"]["loaded"] == "once per job"
+        assert manifest["timings"]["model_load_steps_s"]["model_s"] > 0
+        steps = manifest["timings"]["analysis_steps_s"]
+        assert steps["inference_s"] > 0 and {"write_s", "check_s", "qc_s", "labeled_video_s"} <= set(steps)
     # several videos per job: the model loaded once for each of them
     assert len(store.jobs()) == 2
     assert "not a readable video" in by_name["notes.mp4"].reason

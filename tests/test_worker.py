@@ -6,9 +6,11 @@ import sys
 
 import cv2
 import pandas as pd
+import pytest
 
 from conftest import needs_dlc
-from dlcwatch.jobs.spec import BAD_VIDEO, EXIT_BAD_INPUT, MISSING, OK, read_json, write_json_atomic
+from dlcwatch.jobs.spec import (BAD_VIDEO, EXIT_BAD_INPUT, MISSING, OK, SPEC_VERSION, LabeledVideo, VideoTask, read_json,
+                                write_json_atomic)
 from dlcwatch.demo.synthetic import write_video
 
 pytestmark = needs_dlc
@@ -32,7 +34,7 @@ def test_worker_analyzes_checks_frames_and_reports_each_video(tiny_model, tmp_pa
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"partial")
     spec = {
-        "job_id": 9, "work_dir": str(work), "result": str(work / "result.json"),
+        "version": SPEC_VERSION, "job_id": 9, "work_dir": str(work), "result": str(work / "result.json"),
         "model": {"config": str(project / "config.yaml"), "shuffle": 1, "trainingsetindex": 0, "batch_size": 4,
                   "device": "cpu", "labeled_video": {"mode": "full"}},
         "filter": {"enabled": True, "type": "median", "window_length": 5},
@@ -70,7 +72,8 @@ def test_a_model_that_cannot_load_fails_the_attempt_not_the_video(tmp_path):
     broken = tmp_path / "broken" / "config.yaml"
     broken.parent.mkdir()
     broken.write_text("Task: broken\nproject_path: /nowhere\n")
-    spec = {"job_id": 1, "work_dir": str(tmp_path / "job"), "result": str(tmp_path / "job" / "result.json"),
+    spec = {"version": SPEC_VERSION, "job_id": 1, "work_dir": str(tmp_path / "job"),
+            "result": str(tmp_path / "job" / "result.json"),
             "model": {"config": str(broken), "shuffle": 1, "trainingsetindex": 0, "batch_size": 1, "device": "cpu"},
             "videos": [{"id": 5, "path": str(video), "frames": 10}]}
     write_json_atomic(tmp_path / "spec.json", spec)
@@ -80,11 +83,12 @@ def test_a_model_that_cannot_load_fails_the_attempt_not_the_video(tmp_path):
     assert entry["status"] == "error" and "no trained model folder" in entry["message"]
 
 
-def test_an_unreadable_spec_is_a_usage_error(tmp_path):
-    (tmp_path / "spec.json").write_text("{not json")
+@pytest.mark.parametrize("content, said", [("{not json", "not JSON"),
+                                           ('{"version": 99}', "run the same dlcwatch version on both sides")])
+def test_an_unreadable_spec_is_a_usage_error(tmp_path, content, said):
+    (tmp_path / "spec.json").write_text(content)
     completed = run_worker(tmp_path / "spec.json")
-    assert completed.returncode == 64 and "cannot read the job spec" in completed.stderr
-
+    assert completed.returncode == 64 and "cannot read the job spec" in completed.stderr and said in completed.stderr
 
 
 def test_a_labeled_video_that_fails_costs_only_itself(tmp_path):
@@ -101,8 +105,8 @@ def test_a_labeled_video_that_fails_costs_only_itself(tmp_path):
     staged.write_text("not a video\n")
     model = analysis.Model(tmp_path / "config.yaml", 1, 0, 4, "cpu", "pytorch")
     entry = {"status": OK}
-    made = worker._labeled_video(None, model, staged, tmp_path, {"keypoints_h5": table}, {"id": 1, "fps": 30.0},
-                                 {"labeled_video": {"mode": "clip", "clip_s": 1}}, entry)
+    made = worker._labeled_video(None, model, staged, tmp_path, {"keypoints_h5": table},
+                                 VideoTask(1, str(staged), 30, 30.0), LabeledVideo("clip", 1), entry)
     assert made == {} and "OpenCV could not read" in entry["labeled_video_error"]
     assert "labeled_video" not in entry and entry["status"] == OK
     assert not (tmp_path / analysis.LABELED_CLIP_FOLDER).exists()  # its working folder is gone too

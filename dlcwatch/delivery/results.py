@@ -94,14 +94,17 @@ def _assemble(folder: Path, video: Video, job: Job, entry: dict, job_result: dic
         "model": {"config": model.get("config"), "shuffle": model.get("shuffle"),
                   "trainingsetindex": model.get("trainingsetindex"), "scorer": entry.get("scorer"),
                   "engine": job_result.get("engine"), "device": job_result.get("device"),
-                  "deeplabcut_version": job_result.get("dlc_version")},
+                  "deeplabcut_version": job_result.get("dlc_version"), "loaded": job_result.get("model_loads")},
         "job": {"id": job.id, "executor": job.executor, "executor_job_id": job.executor_job_id,
                 "host": job_result.get("host"), "attempts": video.attempts},
         "outputs": delivered,
         "analysis": {key: entry[key] for key in ("status", "message", "tracking", "labeled_video",
                                                  "labeled_video_error") if key in entry},
+        # Where the time went: the job's model load once (import, project view, model) and this
+        # video's steps (worker/job.py's analyze_one), as the job's result file has them.
         "timings": {"queued_at": video.created, "model_load_s": job_result.get("load_seconds"),
-                    "analysis_s": entry.get("seconds"), "delivery_s": round(time.monotonic() - started, 3),
+                    "model_load_steps_s": job_result.get("timings", {}), "analysis_s": entry.get("seconds"),
+                    "analysis_steps_s": entry.get("timings", {}), "delivery_s": round(time.monotonic() - started, 3),
                     "delivered_at": time.time() if now is None else now},
     }
     write_json_atomic(folder / MANIFEST, manifest, permissions=permissions)

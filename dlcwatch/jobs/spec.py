@@ -94,6 +94,7 @@ class JobSpec:
     filter: Filtering = field(default_factory=Filtering)
     copy_videos: bool = False
     behavior_model: str | None = None
+    qc_picture: bool = True   # the QC picture of every video (bench/bench_worker.py turns it off to compare)
     version: int = SPEC_VERSION
 
     def write(self, path: Path | str) -> None:

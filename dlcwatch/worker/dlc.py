@@ -172,11 +172,27 @@ def analyze(deeplabcut, model: Model, video: Path, destination: Path) -> str:
     try:
         return str(deeplabcut.analyze_videos(str(model.config), [str(video)], **kwargs))
     except OSError as error:
-        # The stitcher's words when no tracklet is long enough: nothing to track (the tracker was
-        # checked at job start, so a broken filterpy is not the cause).
-        if model.multi_animal and "Tracklets are empty" in str(error):
+        if no_animal_found(model, error):
             raise NoAnimalFound(str(error)) from error
         raise
+
+
+def no_animal_found(model: Model, error: OSError) -> bool:
+    """Given an OSError from DeepLabCut's tracking, return whether it is the stitcher's words when no
+    tracklet is long enough: nothing to track (the tracker was checked at job start, so a broken
+    filterpy is not the cause)."""
+    return model.multi_animal and "Tracklets are empty" in str(error)
+
+
+def inference_seconds(meta_pickle: Path) -> float | None:
+    """Given DeepLabCut's _meta.pickle, return how long its decode + inference loop took (None if unknown)."""
+    import pickle
+
+    try:
+        with open(meta_pickle, "rb") as stream:
+            return float(pickle.load(stream)["data"]["run_duration"])
+    except (OSError, KeyError, TypeError, ValueError, pickle.UnpicklingError):
+        return None
 
 
 def filter_predictions(deeplabcut, model: Model, video: Path, destination: Path, filter_type: str,
