@@ -121,6 +121,7 @@ def test_without_tensorflow_in_the_job_environment_the_video_fails_saying_so_and
     assert video.state is S.FAILED
     # One line that names what is missing, not a traceback.
     assert "No module named 'tensorflow'" in video.reason, video.reason
+    assert "scripts/install-dlc.sh --tf" in video.reason and sys.executable in video.reason, video.reason
     assert "Traceback" not in video.reason and "\n" not in video.reason and len(video.reason) < 800, video.reason
     assert source.exists() and not (tmp_path / "results" / "m").exists()
 
