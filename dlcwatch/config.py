@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 
 from dlcwatch.errors import ConfigError
+from dlcwatch.executors.cluster_schema import CLUSTER_KINDS
+from dlcwatch.executors.pbs.schema import PBS_SECTION
 from dlcwatch.executors.sge.schema import SGE_SECTION
 from dlcwatch.executors.slurm.schema import SLURM_SECTION
 from dlcwatch.schema import ListOf, Option, Section, parse_remote, ssh_section
@@ -142,8 +144,9 @@ SCHEMA = Section("dlcwatch configuration", {
     }),
     "executor": Section("Where jobs run.", {
         "kind": Option("choice", "'local' runs jobs as processes on this machine; 'slurm' submits them to "
-                       "a SLURM cluster with sbatch; 'sge' to a Grid Engine cluster with qsub.", default="local",
-                       choices=("local", "slurm", "sge")),
+                       "a SLURM cluster with sbatch; 'sge' to a Grid Engine cluster with qsub; 'pbs' to a PBS "
+                       "(OpenPBS, PBS Professional) cluster with qsub.", default="local",
+                       choices=("local", *CLUSTER_KINDS)),
         "videos_per_job": Option("int", "Videos analyzed by one job, so the model loads once for "
                                  "several videos.", default=4, minimum=1),
         "gather_s": Option("float", "While more videos are still being checked (a batch of recordings "
@@ -166,6 +169,7 @@ SCHEMA = Section("dlcwatch configuration", {
         }),
         "slurm": SLURM_SECTION,
         "sge": SGE_SECTION,
+        "pbs": PBS_SECTION,
     }),
     "notify": Section("Messages to people when videos are done or need attention. Both channels are "
                       "optional; a channel that fails is retried later and never stops the pipeline.", {
@@ -392,6 +396,14 @@ def _check_output_group(config: Node, problems: list[str]) -> None:
                         f"`sudo usermod -aG {group} {user}`, then restart dlcwatch")
 
 
+# For each cluster executor: a client command to look for, what its tools are called, where they run.
+CLIENT_TOOLS = {
+    "slurm": ("sbatch", "SLURM client tools (sbatch, squeue)", "login node"),
+    "sge": ("qsub", "Grid Engine client tools (qsub, qstat, qacct)", "submit host"),
+    "pbs": ("qsub", "PBS client tools (qsub, qstat, qselect, qdel)", "login node"),
+}
+
+
 def _check_paths(config: Node, problems: list[str]) -> None:
     """Check what must exist before the daemon starts, so it fails at once and clearly."""
     for index, root in enumerate(config.watch.roots):
@@ -408,12 +420,14 @@ def _check_paths(config: Node, problems: list[str]) -> None:
     if isinstance(behavior_model, str) and behavior_model and not Path(behavior_model).is_file():
         problems.append(f"behavior.model: {behavior_model} does not exist; train one with "
                         "`dlcwatch behavior train` or leave it empty")
-    if config.executor.kind == "slurm" and not config.executor.slurm.host and shutil.which("sbatch") is None:
-        problems.append("executor.kind: 'slurm' needs the SLURM client tools (sbatch, squeue) on this machine, "
-                        "or executor.slurm.host to run them on the cluster's login node over ssh")
-    if config.executor.kind == "sge" and not config.executor.sge.host and shutil.which("qsub") is None:
-        problems.append("executor.kind: 'sge' needs the Grid Engine client tools (qsub, qstat, qacct) on this "
-                        "machine, or executor.sge.host to run them on the cluster's submit host over ssh")
+    kind = config.executor.kind
+    if kind in CLIENT_TOOLS and not config.executor[kind].host:
+        first, names, where = CLIENT_TOOLS[kind]
+        folder = config.executor[kind].get("commands_dir", "")
+        if shutil.which(str(Path(folder) / first) if folder else first) is None:
+            problems.append(f"executor.kind: {kind!r} needs the {names} on this machine"
+                            + (f" (in executor.{kind}.commands_dir {folder})" if folder else "")
+                            + f", or executor.{kind}.host to run them on the cluster's {where} over ssh")
     if shutil.which("ffprobe") is None:
         problems.append("ffprobe is not installed: dlcwatch checks every video with it. Install ffmpeg "
                         "(`sudo apt-get install ffmpeg` on Debian/Ubuntu)")
@@ -423,7 +437,7 @@ def _check_paths(config: Node, problems: list[str]) -> None:
 
 
 def _check_cluster(config: Node, problems: list[str]) -> None:
-    for kind in ("slurm", "sge"):
+    for kind in CLUSTER_KINDS:
         settings = config.executor[kind]
         scratch, host = settings.scratch, settings.host
         if isinstance(host, str) and host and (host.startswith("-") or any(c.isspace() for c in host)):

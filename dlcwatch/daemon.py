@@ -25,6 +25,7 @@ from dlcwatch.config import ConfigError, Node, load_config
 from dlcwatch.errors import TransferError
 from dlcwatch.executors import Executor, ExecutorError, JobStatus, Outcome, make_executor
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
+from dlcwatch.executors.cluster_schema import CLUSTER_KINDS
 from dlcwatch.files import Permissions, make_private_folder
 from dlcwatch.intake.admission import Intake, open_for_reading
 from dlcwatch.jobs.spec import (BAD_VIDEO, ERROR, MISSING, NO_ANIMAL, OK, ArrayFolder, Filtering, JobFolder, JobSpec,
@@ -101,7 +102,7 @@ class Daemon:
         self._next_poll = 0.0
 
     def _make_staging(self, config) -> ClusterStaging:
-        quota_gb = (cluster_settings(config) or config.executor.slurm).scratch_quota_gb  # slurm's or sge's
+        quota_gb = (cluster_settings(config) or config.executor.slurm).scratch_quota_gb  # the cluster executor's
         return ClusterStaging(self.store, self.executor.files, quota_gb,
                               per_filesystem=config.watch.reads_per_filesystem, stall_s=config.watch.read_stall_s,
                               quota_setting=f"executor.{config.executor.kind}.scratch_quota_gb")
@@ -181,11 +182,10 @@ class Daemon:
         try:
             new = load_config(self.config_path)
             fixed = {"state.database": (self.config.state.database, new.state.database),
-                     "executor.kind": (self.config.executor.kind, new.executor.kind),
-                     "executor.slurm.host": (self.config.executor.slurm.host, new.executor.slurm.host),
-                     "executor.slurm.scratch": (self.config.executor.slurm.scratch, new.executor.slurm.scratch),
-                     "executor.sge.host": (self.config.executor.sge.host, new.executor.sge.host),
-                     "executor.sge.scratch": (self.config.executor.sge.scratch, new.executor.sge.scratch)}
+                     "executor.kind": (self.config.executor.kind, new.executor.kind)}
+            for kind in CLUSTER_KINDS:  # the cluster's connection and scratch are set up once, at start
+                for key in ("host", "scratch"):
+                    fixed[f"executor.{kind}.{key}"] = (self.config.executor[kind][key], new.executor[kind][key])
             changed = [f"{key}: cannot change while running; restart the service instead"
                        for key, (before, after) in fixed.items() if before != after]
             if changed:

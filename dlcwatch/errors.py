@@ -49,6 +49,10 @@ class BadVideo(DlcwatchError):
     """The worker found a video nobody can analyze: it is quarantined, not retried."""
 
 
+class EngineMissing(DlcwatchError):
+    """The job's environment lacks what the model's engine needs; the message says how to make one."""
+
+
 class BehaviorError(DlcwatchError):
     """A behavior-labelling problem the user can fix (bad input file, bad option, unreadable model).
 

@@ -60,6 +60,48 @@ def tiny_ma_model(tmp_path_factory) -> Path:
     return Path(completed.stdout.strip().splitlines()[-1])
 
 
+# The TensorFlow-engine job environment (deeplabcut[tf]: TensorFlow 2.15 needs numpy < 2, so it cannot
+# share the daemon's): scripts/install-dlc.sh --tf .venv-tf, which .ci/run builds.
+TF_PYTHON = Path(os.environ.get("DLCWATCH_TF_PYTHON") or REPO / ".venv-tf" / "bin" / "python")
+TF_MODEL_ITERATIONS = 300  # tracks the synthetic dots to within about 10 px; ~40 s on 2 cores
+
+
+@pytest.fixture(scope="session")
+def tf_python() -> Path:
+    """The interpreter of an environment with DeepLabCut's TensorFlow engine. Skips where there is none,
+    saying how to make one; fails instead under CI (which builds it), so CI never skips these tests."""
+    problem = ""
+    if not os.access(TF_PYTHON, os.X_OK):
+        problem = f"no TensorFlow-engine environment at {TF_PYTHON}"
+    else:
+        found = subprocess.run([str(TF_PYTHON), "-c", "import importlib.util as u; "
+                                "print(' '.join(m for m in ('tensorflow', 'deeplabcut') if not u.find_spec(m)))"],
+                               capture_output=True, text=True, timeout=60)
+        if found.returncode != 0 or found.stdout.strip():
+            problem = f"{TF_PYTHON} lacks {found.stdout.strip() or 'a working Python: ' + found.stderr[-300:]}"
+    if problem:
+        reason = (f"{problem}: make it with `scripts/install-dlc.sh --tf .venv-tf` (about 8 GB), or set "
+                  "DLCWATCH_TF_PYTHON to the python of an environment with deeplabcut[tf]==3.0.2")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return TF_PYTHON
+
+
+@pytest.fixture(scope="session")
+def tiny_tf_model(tf_python, tmp_path_factory) -> Path:
+    """A real TensorFlow-engine DeepLabCut project, trained once per test session on the CPU in the
+    TensorFlow environment, with every network attempt refused and written to network-attempts.log
+    beside the project (tests/no_network.py); its config.yaml."""
+    folder = tmp_path_factory.mktemp("tiny-tf-model")
+    command = [str(tf_python), str(REPO / "tests" / "no_network.py"), str(folder / "network-attempts.log"),
+               "-m", "dlcwatch.demo.tinydlc_tf", str(folder / "model"), "--iterations", str(TF_MODEL_ITERATIONS)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return Path(completed.stdout.strip().splitlines()[-1])
+
+
 def write_config(folder: Path, model_config: Path | str, **sections) -> Path:
     """Write a config for a lab rooted in `folder` (videos/, results/, staging/, state/); return its path."""
     (folder / "videos").mkdir(parents=True, exist_ok=True)

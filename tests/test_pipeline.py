@@ -41,7 +41,8 @@ def run_until_idle(config_path, timeout=300):
         daemon.close()
 
 
-def assert_delivered(folder: Path, results: Path, source: Path, relpath: str):
+def assert_delivered(folder: Path, results: Path, source: Path, relpath: str, engine: str = "pytorch"):
+    """Check a video's delivered folder against its source; return its manifest."""
     manifest = read_json(folder / "manifest.json")
     assert manifest["source"]["path"] == str(source)
     assert manifest["source"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
@@ -53,7 +54,7 @@ def assert_delivered(folder: Path, results: Path, source: Path, relpath: str):
         assert hashlib.sha256(delivered.read_bytes()).hexdigest() == entry["sha256"]
     keypoints = pd.read_hdf(folder / manifest["outputs"]["keypoints_h5"]["file"])
     assert len(keypoints) == manifest["source"]["frames"]
-    assert manifest["model"]["engine"] == "pytorch" and manifest["model"]["deeplabcut_version"] == "3.0.2"
+    assert manifest["model"]["engine"] == engine and manifest["model"]["deeplabcut_version"] == "3.0.2"
     # What DeepLabCut's own tools need beside the table, and a labeled clip (model.labeled_video: clip).
     assert manifest["outputs"]["dlc_meta"]["file"].endswith("_meta.pickle")
     assert manifest["outputs"]["labeled_video"]["file"].endswith("_labeled_clip.mp4")

@@ -1,6 +1,6 @@
 """The Grid Engine executor against a real single-node Son of Grid Engine (tests/sge_cluster.sh).
 
-The jobs are tiny: a stand-in for the worker's python (slurm_fixtures.fake_python) that sleeps and
+The jobs are tiny: a stand-in for the worker's python (cluster_fixtures.fake_python) that sleeps and
 exits as its spec says. The time-limit job needs a real minute (h_rt is set in whole minutes), so it
 is submitted before every other test here and checked after them: its wait overlaps theirs.
 """
@@ -17,57 +17,36 @@ import pytest
 from dlcwatch.executors.base import ARRAY_TASK_ID, ExecutorError, Outcome, Submission
 from dlcwatch.executors.sge.executor import SgeExecutor
 from dlcwatch.executors.sge.states import parse_qstat_xml
-from dlcwatch.jobs.spec import ArrayFolder, write_json_atomic
-from dlcwatch.states import JobState, VideoState
+from dlcwatch.jobs.spec import ArrayFolder
 from dlcwatch.store import Store
+from cluster_fixtures import (
+    CountingRunner,
+    fake_worker_settings,
+    every_fifth_failed,
+    job_row,
+    many_jobs_and_two_unknown,
+    start_timeout_job,
+    submit_fake_job,
+    wait_ended,
+    wait_for,
+    write_spec,
+)
 from sge_fixtures import importable_setup, sge_settings
-from slurm_fixtures import CountingRunner, fake_python, wait_for, write_spec
+
 
 pytest_plugins = ["sge_fixtures"]
 
 
 def make_executor(cell, folder: Path, *, runner=None, clock=time.time, **settings) -> SgeExecutor:
-    values = {"python": str(fake_python(folder)), "cpus": 1, "gpus": 0, "mem_gb": 0.25, "time_limit_min": 5,
-              "setup": [importable_setup()], **settings}
+    values = fake_worker_settings(folder, setup=[importable_setup()], **settings)
     return SgeExecutor(sge_settings(**values), runner=runner or cell.runner, clock=clock)
-
-
-def job_row(store: Store, folder: Path, executor_job_id: str | None = None):
-    """Record a job (one video) as the daemon does; return it, SUBMITTED if given an executor id."""
-    video = store.add_video(str(folder / f"v{len(store.videos()) + 1}.mp4"), str(folder), "v.mp4", size=1, mtime_ns=1)
-    store.set_video_state(video.id, VideoState.QUEUED, "test")
-    job = store.create_job("sge", [video.id])
-    work = folder / f"job{job.id}"
-    store.update_job(job.id, spec_path=str(work / "spec.json"), result_path=str(work / "result.json"),
-                     log_path=str(work / "worker.log"))
-    job = store.job(job.id)
-    if executor_job_id:
-        job = store.set_job_state(job.id, JobState.SUBMITTED, "test", executor_job_id=executor_job_id)
-    return job
-
-
-def submit(store: Store, executor: SgeExecutor, folder: Path, **spec):
-    """Submit a fake-worker job whose spec holds `spec` (sleep, exit); return its Job row."""
-    job = job_row(store, folder)
-    write_spec(Path(job.spec_path), **spec)
-    sge_id = executor.submit(Submission(job.id, Path(job.spec_path), Path(job.log_path), Path(job.spec_path).parent, {}))
-    return store.set_job_state(job.id, JobState.SUBMITTED, "test", executor_job_id=sge_id)
-
-
-def wait_ended(executor: SgeExecutor, job, timeout: float = 60):
-    def ended():
-        status = executor.poll([job]).get(job.id)
-        return status if status and status.outcome.ended else None
-    return wait_for(ended, timeout, f"job {job.id} (Grid Engine {job.executor_job_id}) to end")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def early_timeout_job(sge_cell, tmp_path_factory):
     """A job with a one-minute limit that sleeps ten minutes: submitted first, checked last."""
     folder = tmp_path_factory.mktemp("timeout")
-    executor = make_executor(sge_cell, folder, time_limit_min=1)
-    job = submit(Store(folder / "db"), executor, folder, sleep=600)
-    return executor, job, time.monotonic()
+    return start_timeout_job(make_executor(sge_cell, folder, time_limit_min=1), folder)
 
 
 # ---------------------------------------------------------------------- outcomes
@@ -77,7 +56,7 @@ def test_a_job_runs_to_completed_with_its_paths_quoted(sge_cell, tmp_path):
     folder.mkdir()
     store = Store(tmp_path / "db")
     executor = make_executor(sge_cell, folder, gpus=1, cpus=2)  # -l gpu=1 on the fake consumable, -pe smp 2
-    job = submit(store, executor, folder, sleep=1)
+    job = submit_fake_job(store, executor, folder, sleep=1)
     assert executor.poll([job])[job.id].outcome in (Outcome.PENDING, Outcome.RUNNING)
     status = wait_ended(executor, job)
     assert status.outcome is Outcome.COMPLETED and status.exit_code == 0
@@ -89,14 +68,14 @@ def test_a_job_runs_to_completed_with_its_paths_quoted(sge_cell, tmp_path):
 
 def test_a_worker_exit_code_is_failed_with_that_code(sge_cell, tmp_path):
     executor = make_executor(sge_cell, tmp_path)
-    job = submit(Store(tmp_path / "db"), executor, tmp_path, exit=75)
+    job = submit_fake_job(Store(tmp_path / "db"), executor, tmp_path, exit=75)
     status = wait_ended(executor, job)
     assert status.outcome is Outcome.FAILED and status.exit_code == 75 and status.detail == "exit code 75"
 
 
 def test_qdel_of_a_running_job_is_cancelled_and_cancel_after_the_end_is_no_error(sge_cell, tmp_path):
     executor = make_executor(sge_cell, tmp_path)
-    job = submit(Store(tmp_path / "db"), executor, tmp_path, sleep=300)
+    job = submit_fake_job(Store(tmp_path / "db"), executor, tmp_path, sleep=300)
     wait_for(lambda: executor.poll([job])[job.id].outcome is Outcome.RUNNING, 30, "the job to run")
     sge_cell.command("qdel", job.executor_job_id)  # a person, not dlcwatch
     status = wait_ended(executor, job)
@@ -109,7 +88,7 @@ def test_a_pending_task_deleted_leaves_no_record_and_is_lost_only_after_the_acco
     counting = CountingRunner(sge_cell.runner)
     executor = make_executor(sge_cell, tmp_path, runner=counting, clock=lambda: now[0], accounting_lag_s=60.0,
                              extra_qsub=["-h"])  # held: stays pending
-    job = submit(Store(tmp_path / "db"), executor, tmp_path)
+    job = submit_fake_job(Store(tmp_path / "db"), executor, tmp_path)
     assert executor.poll([job])[job.id].detail == "hqw (held)"
     executor.cancel(job)
     counting.calls.clear()
@@ -123,7 +102,7 @@ def test_a_pending_task_deleted_leaves_no_record_and_is_lost_only_after_the_acco
 
 def test_an_error_state_job_is_failed_and_deleted(sge_cell, tmp_path):
     executor = make_executor(sge_cell, tmp_path, extra_qsub=["-o /nonexistent-folder/out"])  # cannot open: Eqw
-    job = submit(Store(tmp_path / "db"), executor, tmp_path)
+    job = submit_fake_job(Store(tmp_path / "db"), executor, tmp_path)
     status = wait_ended(executor, job, timeout=30)
     assert status.outcome is Outcome.FAILED and "could not start it (state Eqw" in status.detail
     wait_for(lambda: job.executor_job_id not in parse_qstat_xml(sge_cell.command("qstat", "-xml")), 10,
@@ -133,7 +112,7 @@ def test_an_error_state_job_is_failed_and_deleted(sge_cell, tmp_path):
 def test_a_bad_queue_is_refused_in_grid_engines_words(sge_cell, tmp_path):
     executor = make_executor(sge_cell, tmp_path, queue="no-such.q")
     with pytest.raises(ExecutorError, match="qsub refused job 1: .*no-such.q"):
-        submit(Store(tmp_path / "db"), executor, tmp_path)
+        submit_fake_job(Store(tmp_path / "db"), executor, tmp_path)
     assert executor.slots(0) == 20  # a refusal is not an outage
 
 
@@ -154,7 +133,7 @@ def test_an_array_runs_task_i_plus_one_on_spec_i(sge_cell, tmp_path):
     assert task_ids == [f"{array_id}.1", f"{array_id}.2", f"{array_id}.3"]
     assert "#$ -t 1-3\n#$ -tc 1\n" in (array.path / "job.qsub").read_text()
     store = Store(tmp_path / "db")
-    jobs = [job_row(store, tmp_path, task_id) for task_id in task_ids]
+    jobs = [job_row(store, tmp_path, "sge", task_id) for task_id in task_ids]
 
     def all_ended():
         statuses = executor.poll(jobs)
@@ -169,11 +148,7 @@ def test_a_poll_over_many_jobs_asks_qstat_once_and_qacct_at_most_once(sge_cell, 
     counting = CountingRunner(sge_cell.runner)
     executor = make_executor(sge_cell, tmp_path, runner=counting, max_jobs_in_flight=100, accounting_lag_s=0.0)
     store = Store(tmp_path / "db")
-    jobs = [submit(store, executor, tmp_path, exit=75 if index % 5 == 0 else 0) for index in range(30)]
-    # Two jobs Grid Engine never heard of (a cell reinstalled since): one whose worker wrote its result.
-    finished = job_row(store, tmp_path, "999990")
-    write_json_atomic(finished.result_path, {"finished": time.time(), "exit_code": 0, "videos": {}})
-    vanished = job_row(store, tmp_path, "999991")
+    jobs, finished, vanished = many_jobs_and_two_unknown(store, executor, tmp_path, 30, ("999990", "999991"))
     everything = jobs + [finished, vanished]
 
     counting.calls.clear()
@@ -187,27 +162,25 @@ def test_a_poll_over_many_jobs_asks_qstat_once_and_qacct_at_most_once(sge_cell, 
         assert [argv[0] for argv in counting.calls] in (["qstat"], ["qstat", "qacct"])
         return statuses if len(statuses) == 32 and all(s.outcome.ended for s in statuses.values()) else None
     statuses = wait_for(all_ended, 120, "30 jobs to end", interval=1.0)
-    assert {job.id for job in jobs if statuses[job.id].outcome is Outcome.FAILED} == \
-        {job.id for index, job in enumerate(jobs) if index % 5 == 0}
-    assert all(statuses[job.id].outcome in (Outcome.COMPLETED, Outcome.FAILED) for job in jobs)
+    assert every_fifth_failed(jobs, statuses)
     assert all("no longer lists" not in statuses[job.id].detail for job in jobs)  # qacct knew, not result files
 
 
 def test_adopt_finds_jobs_submitted_before_a_stop_by_name_and_task(sge_cell, tmp_path):
     executor = make_executor(sge_cell, tmp_path, extra_qsub=["-h"])
     store = Store(tmp_path / "db")
-    lone = job_row(store, tmp_path)
+    lone = job_row(store, tmp_path, "sge")
     write_spec(Path(lone.spec_path))
     lone_id = executor.submit(Submission(lone.id, Path(lone.spec_path), Path(lone.log_path),
                                          Path(lone.spec_path).parent, {}))
-    first, second = job_row(store, tmp_path), job_row(store, tmp_path)
+    first, second = job_row(store, tmp_path, "sge"), job_row(store, tmp_path, "sge")
     array = ArrayFolder.of(tmp_path / "jobs", first.id)
     for task, job in enumerate((first, second)):
         store.update_job(job.id, spec_path=str(array.spec(task)))
         write_spec(array.spec(task))
     task_ids = executor.submit_array(Submission(first.id, array.spec(ARRAY_TASK_ID), array.log(ARRAY_TASK_ID),
                                                 array.path, {}), 2)
-    never = job_row(store, tmp_path)  # recorded, never submitted
+    never = job_row(store, tmp_path, "sge")  # recorded, never submitted
     try:
         found = executor.adopt([store.job(job.id) for job in (lone, first, second, never)])
         assert found == {lone.id: lone_id, first.id: task_ids[0], second.id: task_ids[1]}
@@ -222,7 +195,7 @@ def test_a_hung_qmaster_costs_one_command_timeout_and_means_no_news(sge_cell, tm
     counting = CountingRunner(sge_cell.runner)
     executor = make_executor(sge_cell, tmp_path, runner=counting, clock=lambda: now[0], command_timeout_s=1.0,
                              unreachable_backoff_s=30.0)
-    job = submit(Store(tmp_path / "db"), executor, tmp_path, sleep=1)
+    job = submit_fake_job(Store(tmp_path / "db"), executor, tmp_path, sleep=1)
     qmaster = int((sge_cell.prefix / "spool" / "qmaster" / "qmaster.pid").read_text())
     os.kill(qmaster, signal.SIGSTOP)  # alive, but answers nobody
     try:

@@ -3,13 +3,12 @@ real workers with the tiny model in a job array and a restart mid-run, a time-li
 more time, `dlcwatch cancel` of a running and of a pending job, 200 tasks polled with one qstat, and
 the CPU fallback."""
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import cli, needs_dlc, write_config
+from conftest import cli, needs_dlc
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.executors.sge.executor import SgeExecutor
@@ -17,23 +16,27 @@ from dlcwatch.states import JobState
 from dlcwatch.states import VideoState as S
 from dlcwatch.demo.synthetic import write_video
 from sge_fixtures import importable_setup
-from slurm_fixtures import CountingRunner, placeholder_model, sleeping_python, wait_for
+from cluster_fixtures import (
+    CountingRunner,
+    placeholder_model,
+    queue_videos,
+    sleeping_python,
+    tick_until,
+    write_cluster_config,
+)
+from cluster_scenarios import (
+    every_video_delivered_once,
+    gpu_jobs_wait_and_the_next_goes_to_the_cpu_place,
+    one_status_call_per_cycle,
+    three_videos_in_two_jobs,
+    time_limit_kill_retried_then_cancel_left,
+)
 
 pytest_plugins = ["sge_fixtures"]
 
 
 def sge_config(tmp_path, model, videos_per_job=2, **sge):
-    settings = {"cpus": 1, "gpus": 1, "mem_gb": 0.5, "time_limit_min": 10, "poll_interval_s": 1.0,
-                "python": sys.executable, "setup": [importable_setup()], **sge}
-    return write_config(tmp_path, model, watch={"settle_s": 0.2},
-                        executor={"kind": "sge", "videos_per_job": videos_per_job, "sge": settings})
-
-
-def tick_until(daemon, condition, timeout, what):
-    def step():
-        daemon.tick(time.time())
-        return condition()
-    return wait_for(step, timeout, what, interval=0.3)
+    return write_cluster_config(tmp_path, model, "sge", videos_per_job, setup=[importable_setup()], **sge)
 
 
 @pytest.fixture
@@ -52,12 +55,7 @@ def sge_variables(cell) -> dict:
 @needs_dlc
 def test_real_workers_in_an_array_and_a_restarted_daemon_deliver_each_video_once(sge_env, tiny_model, tmp_path):
     config_path = sge_config(tmp_path, tiny_model)
-    for index in range(3):
-        write_video(tmp_path / "videos" / f"cage {index}.mp4", frames=30, phase=index)
-    first = Daemon(load_config(config_path), watch_events=False)
-    first.start()
-    tick_until(first, lambda: len(first.store.active_jobs()) == 2, 60, "two Grid Engine jobs")
-    jobs = first.store.active_jobs()
+    first, jobs = three_videos_in_two_jobs(tmp_path, config_path, "Grid Engine")
     # Both jobs went to Grid Engine as the two tasks of one array (one qsub call), numbered from 1.
     [array_id] = {job.executor_job_id.split(".")[0] for job in jobs}
     assert sorted(job.executor_job_id for job in jobs) == [f"{array_id}.1", f"{array_id}.2"]
@@ -69,13 +67,7 @@ def test_real_workers_in_an_array_and_a_restarted_daemon_deliver_each_video_once
     second = Daemon(load_config(config_path), watch_events=False)
     second.start()
     try:
-        tick_until(second, second.idle, 300, "every video delivered")
-        videos = second.store.videos()
-        assert [video.state for video in videos] == [S.DONE] * 3
-        for video in videos:
-            assert [e.new_state for e in second.store.events(video_id=video.id)].count("done") == 1
-            assert (Path(video.output_dir) / "manifest.json").exists()
-            assert video.attempts == 1  # nothing ran twice
+        every_video_delivered_once(second, 3, 300)
         logs = [Path(job.log_path).read_text() for job in jobs]
         assert all("DeepLabCut 3.0.2" in text for text in logs), logs[0][-2000:]  # the real worker's own log
     finally:
@@ -90,25 +82,8 @@ def test_a_time_limit_kill_is_retried_with_more_time_and_a_cancel_is_left_cancel
     daemon = Daemon(load_config(config_path), watch_events=False)
     daemon.start()
     try:
-        def messages():
-            return [event.message for event in daemon.store.events(video_id=1)]
-
-        tick_until(daemon, lambda: any("timeout" in m for m in messages()), 150, "a time-limit kill")
-        retry = next(m for m in messages() if "timeout" in m)
-        assert "trying again" in retry and "a 2 min time limit" in retry
-        tick_until(daemon, lambda: len(daemon.store.jobs()) == 2 and daemon.store.active_jobs(), 60, "the retry")
-        [job] = daemon.store.active_jobs()
-        assert job.resources["time_min"] == 2
-        assert "#$ -l h_rt=0:02:00\n" in (Path(job.spec_path).parent / "job.qsub").read_text()
-        tick_until(daemon, lambda: daemon.store.job(job.id).state is JobState.RUNNING, 30, "the retry to run")
-
-        completed = cli("cancel", "slow.mp4", "--config", str(config_path), env=sge_variables(sge_env))
-        assert completed.returncode == 0, completed.stderr
-        tick_until(daemon, lambda: daemon.store.video(1).state is S.FAILED, 60, "the cancel")
-        assert "cancelled" in daemon.store.video(1).reason
-        for _ in range(5):  # a person's cancel is left so
-            daemon.tick(time.time())
-        assert daemon.store.video(1).state is S.FAILED and not daemon.store.active_jobs()
+        time_limit_kill_retried_then_cancel_left(daemon, config_path, sge_variables(sge_env), script_name="job.qsub",
+                                                 retry_time_line="#$ -l h_rt=0:02:00\n", kill_timeout=150)
     finally:
         daemon.close()
 
@@ -142,9 +117,7 @@ def test_200_videos_go_as_arrays_within_max_aj_tasks_and_one_poll_asks_qstat_onc
     runner = CountingRunner(sge_cell.runner)
     daemon = Daemon(config, executor=SgeExecutor(config.executor.sge, runner=runner), watch_events=False)
     try:
-        for index in range(200):  # as intake records probed videos (these workers never open them)
-            video = daemon.store.add_video(f"/lab/v{index}.mp4", "/lab", f"v{index}.mp4", size=1, mtime_ns=1)
-            daemon.store.set_video_state(video.id, S.QUEUED, "probed", frames=100 + index, fps=30.0)
+        queue_videos(daemon, 200)
         daemon.submit(time.time())
         assert runner.count("qsub") == 2
         jobs = daemon.store.active_jobs()
@@ -157,17 +130,8 @@ def test_200_videos_go_as_arrays_within_max_aj_tasks_and_one_poll_asks_qstat_onc
         scripts = sorted(tmp_path.glob("staging/jobs/array*/job.qsub"))
         assert len(scripts) == 2 and all("#$ -t 1-100\n#$ -tc 2\n" in path.read_text() for path in scripts)
 
-        runner.calls.clear()
-        daemon.poll(time.time())
-        assert [argv[0] for argv in runner.calls] == ["qstat"]  # all 200 are in the queue: no qacct needed
-        # Two tasks run at a time per array (the throttle), the rest pend; the daemon sees the running ones.
-        wait_for(lambda: (daemon.poll(time.time()) or True) and
-                 len(daemon.store.jobs([JobState.RUNNING])) == 4, 60, "two running tasks per array", interval=1.1)
-        assert len(daemon.store.jobs([JobState.SUBMITTED])) == 196
-        runner.calls.clear()
-        for cycle in range(1, 4):
-            daemon.poll(time.time() + 10 * cycle)  # past the poll interval each time
-        assert [argv[0] for argv in runner.calls] == ["qstat"] * 3
+        # All 200 are in the queue (no qacct needed); two tasks run at a time per array (the throttle).
+        one_status_call_per_cycle(daemon, runner, "qstat", running=4)
     finally:
         arrays = {job.executor_job_id.split(".")[0] for job in daemon.store.active_jobs() if job.executor_job_id}
         if arrays:
@@ -184,31 +148,10 @@ def test_jobs_go_to_the_cpu_queue_while_gpu_jobs_wait(sge_cell, tmp_path):
                                                   "time_limit_min": 5}))
     daemon = Daemon(config, executor=SgeExecutor(config.executor.sge, runner=sge_cell.runner), watch_events=False)
 
-    def queue_one():
-        index = len(daemon.store.videos())
-        video = daemon.store.add_video(f"/lab/v{index}.mp4", "/lab", f"v{index}.mp4", size=1, mtime_ns=1)
-        daemon.store.set_video_state(video.id, S.QUEUED, "probed", frames=100, fps=30.0)
-        daemon.submit(time.time())
-
-    def poll_until(condition, what):
-        return wait_for(lambda: (daemon.poll(time.time() + 2) or True) and condition(), 60, what, interval=1.1)
     try:
-        for _ in range(3):
-            queue_one()
-        gpu_jobs = daemon.store.active_jobs()
-        assert len(gpu_jobs) == 3 and all(job.resources == {} for job in gpu_jobs)
-        poll_until(lambda: len(daemon.store.jobs([JobState.RUNNING])) == 2, "two GPU jobs running")
-        [waiting] = daemon.store.jobs([JobState.SUBMITTED])
-        time.sleep(max(0.0, waiting.created + 3.5 - time.time()))
-        daemon.poll(time.time() + 4)  # sees it still pending, past after_pending_min
-
-        queue_one()
-        cpu_job = max(daemon.store.active_jobs(), key=lambda job: job.id)
-        assert cpu_job.resources["queue"] == "all.q" and cpu_job.resources["gpus"] == 0
-        script = (Path(cpu_job.spec_path).parent / "job.qsub").read_text()
-        assert "#$ -q all.q\n" in script and "gpu" not in script and "#$ -l h_rt=0:05:00\n" in script
-        poll_until(lambda: daemon.store.job(cpu_job.id).state is JobState.RUNNING, "the CPU job running")
-        assert daemon.store.job(waiting.id).state is JobState.SUBMITTED  # the GPU job still waits
+        gpu_jobs_wait_and_the_next_goes_to_the_cpu_place(daemon, place="queue", value="all.q", script_name="job.qsub",
+                                                         script_lines=("#$ -q all.q\n", "#$ -l h_rt=0:05:00\n"),
+                                                         absent="gpu")
     finally:
         ours = [job.executor_job_id for job in daemon.store.active_jobs() if job.executor_job_id]
         if ours:

@@ -10,30 +10,14 @@ import pytest
 
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
 from dlcwatch.executors.sge.script import format_walltime, render_qsub_script
+from cluster_fixtures import FULL_JOB_SIDE, matches_golden, script_submission as submission
 from sge_fixtures import sge_settings
-
-GOLDEN = Path(__file__).with_name("golden")
-
 
 def full_settings(**values):
     return sge_settings(
         queue="gpu.q", project="smithlab", parallel_environment="smp", time_limit_min=90, cpus=6, mem_gb=24.0,
         memory_resource="h_vmem", gpus=1, gpu_resource="gpu", extra_qsub=["-m a -M lab@example.org", "#$ -l h=!node13"],
-        setup=["module load cuda/12.1", "source ~/miniconda3/etc/profile.d/conda.sh", "conda activate dlc"],
-        command_prefix="apptainer exec --nv /images/deeplabcut.sif", python="python3", **values)
-
-
-def submission(folder: str = "/scratch/dlcwatch/jobs/job12", spec: str = "spec.json", log: str = "worker.log",
-               **resources) -> Submission:
-    work = Path(folder)
-    return Submission(12, work / spec, work / log, work, resources)
-
-
-def matches_golden(script: str, name: str) -> bool:
-    path = GOLDEN / name
-    if os.environ.get("DLCWATCH_UPDATE_GOLDEN"):
-        path.write_text(script)
-    return script == path.read_text()
+        **FULL_JOB_SIDE, **values)
 
 
 def test_the_script_matches_the_golden_file():

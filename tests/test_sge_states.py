@@ -25,7 +25,7 @@ from dlcwatch.executors.sge.states import (
     parse_global_config,
     parse_qacct,
     parse_qstat_xml,
-    qmaster_unreachable,
+    cannot_reach,
     status_of,
 )
 from dlcwatch.run import CommandResult
@@ -295,12 +295,12 @@ def test_messages_say_what_happened():
     # qacct on a fresh cell, before any job ended (stdout: "no jobs running since startup")
     assert is_no_accounting_yet(message_of("/tmp/sge/root/dlcwatch/common/accounting: No such file or directory\n"))
     refused = CommandResult(1, stderr="Unable to run job: error: no suitable queues.\nExiting.\n")
-    assert not qmaster_unreachable(refused) and message_of(refused.stderr) == "no suitable queues."
-    assert qmaster_unreachable(CommandResult(124, stderr="qstat timed out after 5 s", timed_out=True))
+    assert not cannot_reach(refused) and message_of(refused.stderr) == "no suitable queues."
+    assert cannot_reach(CommandResult(124, stderr="qstat timed out after 5 s", timed_out=True))
     down = CommandResult(1, stderr='error: commlib error: got select error (Connection refused)\n'
                                    'error: unable to send message to qmaster using port 16444 on host "localhost": '
                                    'got send error\n')  # qstat with sge_qmaster killed
-    assert qmaster_unreachable(down)
+    assert cannot_reach(down)
     assert message_of(down.stderr).startswith("commlib error: got select error (Connection refused); unable to send")
 
 

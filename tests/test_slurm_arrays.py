@@ -12,7 +12,15 @@ from dlcwatch.executors.slurm.executor import SlurmExecutor
 from dlcwatch.states import JobState
 from dlcwatch.states import VideoState as S
 from dlcwatch.store import Store
-from slurm_fixtures import CountingRunner, placeholder_model, reporting_python, sleeping_python, wait_for
+from cluster_scenarios import one_status_call_per_cycle
+from cluster_fixtures import (
+    CountingRunner,
+    placeholder_model,
+    queue_videos,
+    reporting_python,
+    sleeping_python,
+    wait_for,
+)
 
 pytest_plugins = ["slurm_fixtures"]
 
@@ -26,15 +34,6 @@ def array_daemon(cluster, tmp_path, clock=time.time, **slurm):
                                                                   "slurm": settings}))
     executor = SlurmExecutor(config.executor.slurm, runner=CountingRunner(cluster.runner), clock=clock)
     return Daemon(config, executor=executor, watch_events=False)
-
-
-def queue_videos(daemon, count: int) -> None:
-    """Record count videos as queued, as intake would after probing them (no files are needed until a
-    worker runs, and these workers only sleep)."""
-    first = len(daemon.store.videos())
-    for index in range(first, first + count):
-        video = daemon.store.add_video(f"/lab/v{index}.mp4", "/lab", f"v{index}.mp4", size=1, mtime_ns=1)
-        daemon.store.set_video_state(video.id, S.QUEUED, "probed", frames=100 + index, fps=30.0)
 
 
 def cancel_all(cluster, daemon) -> None:
@@ -64,16 +63,10 @@ def test_200_videos_go_as_arrays_within_max_array_size_and_one_poll_asks_squeue_
         assert {len(daemon.store.job_video_ids(job.id)) for job in jobs} == {1}
         assert {video.state for video in daemon.store.videos()} == {S.SUBMITTED}
 
-        runner.calls.clear()
-        daemon.poll(time.time())
-        assert [argv[0] for argv in runner.calls] == ["squeue"]  # all 200 are in the queue: no sacct needed
+        # All 200 are in the queue (no sacct needed); two tasks run at a time per array (the throttle).
+        first_poll = one_status_call_per_cycle(daemon, runner, "squeue", running=4)
         # squeue is asked about the two arrays, not 200 task ids.
-        assert sum(argv[-2].count(",") + 1 for argv in runner.calls if argv[-2].startswith("--jobs=")) == 2
-
-        # Two tasks run at a time (the throttle), the rest pend; the daemon sees the running ones.
-        wait_for(lambda: (daemon.poll(time.time()) or True) and
-                 len(daemon.store.jobs([JobState.RUNNING])) == 4, 60, "two running tasks per array", interval=1.1)
-        assert len(daemon.store.jobs([JobState.SUBMITTED])) == 196
+        assert sum(argv[-2].count(",") + 1 for argv in first_poll if argv[-2].startswith("--jobs=")) == 2
     finally:
         cancel_all(slurm_cluster, daemon)
         daemon.close()

@@ -5,17 +5,12 @@ import time
 
 from dlcwatch.jobs.spec import read_json
 from dlcwatch.states import JobState
-from slurm_fixtures import wait_for
-from test_slurm_arrays import array_daemon, cancel_all, queue_videos
+from cluster_fixtures import poll_until, queue_videos
+from test_slurm_arrays import array_daemon, cancel_all
 
 pytest_plugins = ["slurm_fixtures"]
 
 
-def poll_until(daemon, condition, timeout, what):
-    def step():
-        daemon.poll(time.time())
-        return condition()
-    return wait_for(step, timeout, what, interval=1.1)
 
 
 def test_jobs_go_to_the_cpu_partition_while_gpu_jobs_wait_and_back_once_they_run(slurm_cluster, tmp_path):

@@ -1,6 +1,6 @@
 """The SLURM executor against a real single-node SLURM (tests/slurm_cluster.sh).
 
-The jobs are tiny: a stand-in for the worker's python (slurm_fixtures.fake_python) that sleeps
+The jobs are tiny: a stand-in for the worker's python (cluster_fixtures.fake_python) that sleeps
 and exits as its spec says, except in the one test that runs the real worker. The TIMEOUT job
 needs a real minute (SLURM's time limits are whole minutes, checked every 30 s), so it is
 submitted before every other test here and checked after them: its wait overlaps theirs.
@@ -21,58 +21,36 @@ from dlcwatch.executors.base import ExecutorError, Outcome, Submission
 from dlcwatch.executors.slurm.script import ARRAY_TASK_ID
 from dlcwatch.executors.slurm.executor import SlurmExecutor
 from dlcwatch.jobs.spec import EXIT_OK, MISSING, OK, read_result, write_json_atomic
-from dlcwatch.states import JobState, VideoState
+from dlcwatch.states import JobState
 from dlcwatch.store import Store
 from dlcwatch.demo.synthetic import write_video
-from slurm_fixtures import CountingRunner, fake_python, slurm_settings, wait_for, write_spec
+from cluster_fixtures import (
+    CountingRunner,
+    fake_worker_settings,
+    every_fifth_failed,
+    job_row,
+    many_jobs_and_two_unknown,
+    start_timeout_job,
+    submit_fake_job,
+    wait_ended,
+    wait_for,
+    write_spec,
+)
+from slurm_fixtures import slurm_settings
 
 pytest_plugins = ["slurm_fixtures"]  # the fixtures slurm_cluster and slurm_accounting_cluster
 
 
 def make_executor(cluster, folder: Path, *, runner=None, clock=time.time, **settings) -> SlurmExecutor:
-    values = {"python": str(fake_python(folder)), "cpus": 1, "gpus": 0, "mem_gb": 0.25, "time_limit_min": 5,
-              **settings}
+    values = fake_worker_settings(folder, **settings)
     return SlurmExecutor(slurm_settings(**values), runner=runner or cluster.runner, clock=clock)
-
-
-def job_row(store: Store, folder: Path, executor_job_id: str | None = None):
-    """Record a job (one video) as the daemon does; return it, SUBMITTED if given an executor id."""
-    video = store.add_video(str(folder / f"v{len(store.videos()) + 1}.mp4"), str(folder), "v.mp4", size=1,
-                            mtime_ns=1)
-    store.set_video_state(video.id, VideoState.QUEUED, "test")
-    job = store.create_job("slurm", [video.id])
-    work = folder / f"job{job.id}"
-    store.update_job(job.id, spec_path=str(work / "spec.json"), result_path=str(work / "result.json"),
-                     log_path=str(work / "worker.log"))
-    job = store.job(job.id)
-    if executor_job_id:
-        job = store.set_job_state(job.id, JobState.SUBMITTED, "test", executor_job_id=executor_job_id)
-    return job
-
-
-def submit(store: Store, executor: SlurmExecutor, folder: Path, **spec):
-    """Submit a fake-worker job whose spec holds `spec` (sleep, exit); return its Job row."""
-    job = job_row(store, folder)
-    work = Path(job.spec_path).parent
-    write_spec(Path(job.spec_path), **spec)
-    slurm_id = executor.submit(Submission(job.id, Path(job.spec_path), Path(job.log_path), work, {}))
-    return store.set_job_state(job.id, JobState.SUBMITTED, "test", executor_job_id=slurm_id)
-
-
-def wait_ended(executor: SlurmExecutor, job, timeout: float = 60):
-    def ended():
-        status = executor.poll([job]).get(job.id)
-        return status if status and status.outcome.ended else None
-    return wait_for(ended, timeout, f"job {job.id} (SLURM {job.executor_job_id}) to end")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def early_timeout_job(slurm_cluster, tmp_path_factory):
     """A job with a one-minute limit that sleeps ten minutes: submitted first, checked last."""
     folder = tmp_path_factory.mktemp("timeout")
-    executor = make_executor(slurm_cluster, folder, time_limit_min=1)
-    job = submit(Store(folder / "db"), executor, folder, sleep=600)
-    return executor, job, time.monotonic()
+    return start_timeout_job(make_executor(slurm_cluster, folder, time_limit_min=1), folder)
 
 
 # ---------------------------------------------------------------------- the real worker
@@ -81,7 +59,7 @@ def early_timeout_job(slurm_cluster, tmp_path_factory):
 def test_the_real_worker_runs_under_slurm(slurm_cluster, tiny_model, tmp_path):
     video = write_video(tmp_path / "in" / "souris $(x).mp4", frames=40)
     store = Store(tmp_path / "db")
-    job = job_row(store, tmp_path)
+    job = job_row(store, tmp_path, "slurm")
     work = Path(job.spec_path).parent
     write_json_atomic(job.spec_path, {
         "version": 1, "job_id": job.id, "work_dir": str(work), "result": job.result_path,
@@ -110,7 +88,7 @@ def test_a_job_runs_to_completed_with_its_paths_quoted(slurm_cluster, tmp_path):
     folder.mkdir()
     store = Store(tmp_path / "db")
     executor = make_executor(slurm_cluster, folder, gpus=1)  # --gres=gpu:1 on the node's fake GPUs
-    job = submit(store, executor, folder, sleep=1)
+    job = submit_fake_job(store, executor, folder, sleep=1)
     assert executor.poll([job])[job.id].outcome in (Outcome.PENDING, Outcome.RUNNING)
     status = wait_ended(executor, job)
     assert status.outcome is Outcome.COMPLETED and status.exit_code == 0
@@ -124,7 +102,7 @@ def test_a_job_runs_to_completed_with_its_paths_quoted(slurm_cluster, tmp_path):
 
 def test_a_worker_exit_code_is_failed_with_that_code(slurm_cluster, tmp_path):
     executor = make_executor(slurm_cluster, tmp_path)
-    job = submit(Store(tmp_path / "db"), executor, tmp_path, exit=75)
+    job = submit_fake_job(Store(tmp_path / "db"), executor, tmp_path, exit=75)
     status = wait_ended(executor, job)
     assert status.outcome is Outcome.FAILED and status.exit_code == 75
     assert status.detail == "FAILED, exit code 75"
@@ -132,7 +110,7 @@ def test_a_worker_exit_code_is_failed_with_that_code(slurm_cluster, tmp_path):
 
 def test_scancel_gives_cancelled(slurm_cluster, tmp_path):
     executor = make_executor(slurm_cluster, tmp_path)
-    job = submit(Store(tmp_path / "db"), executor, tmp_path, sleep=300)
+    job = submit_fake_job(Store(tmp_path / "db"), executor, tmp_path, sleep=300)
     wait_for(lambda: executor.poll([job])[job.id].outcome is Outcome.RUNNING, 30, "the job to run")
     executor.cancel(job)
     status = wait_ended(executor, job)
@@ -143,7 +121,7 @@ def test_scancel_gives_cancelled(slurm_cluster, tmp_path):
 def test_a_bad_partition_is_refused_in_slurms_words(slurm_cluster, tmp_path):
     executor = make_executor(slurm_cluster, tmp_path, partition="no-such-partition")
     with pytest.raises(ExecutorError) as refused:
-        submit(Store(tmp_path / "db"), executor, tmp_path)
+        submit_fake_job(Store(tmp_path / "db"), executor, tmp_path)
     assert "sbatch refused job 1: invalid partition specified: no-such-partition" in str(refused.value)
     assert executor.slots(0) == 20  # a refusal is not an outage
 
@@ -154,11 +132,7 @@ def test_a_poll_over_many_jobs_asks_squeue_once_and_sacct_at_most_once(slurm_clu
     counting = CountingRunner(slurm_cluster.runner)
     executor = make_executor(slurm_cluster, tmp_path, runner=counting, max_jobs_in_flight=100)
     store = Store(tmp_path / "db")
-    jobs = [submit(store, executor, tmp_path, exit=75 if index % 5 == 0 else 0) for index in range(50)]
-    # Two jobs SLURM never heard of (a cluster reinstalled since): one whose worker wrote its result.
-    finished = job_row(store, tmp_path, "9999990")
-    write_json_atomic(finished.result_path, {"finished": time.time(), "exit_code": 0, "videos": {}})
-    vanished = job_row(store, tmp_path, "9999991")
+    jobs, finished, vanished = many_jobs_and_two_unknown(store, executor, tmp_path, 50, ("9999990", "9999991"))
     everything = jobs + [finished, vanished]
 
     counting.calls.clear()
@@ -174,9 +148,7 @@ def test_a_poll_over_many_jobs_asks_squeue_once_and_sacct_at_most_once(slurm_clu
         assert [argv[0] for argv in counting.calls] == ["squeue"]  # sacct said accounting is off: never again
         return statuses if all(status.outcome.ended for status in statuses.values()) else None
     statuses = wait_for(all_ended, 90, "50 jobs to end", interval=1.0)
-    assert {job.id for job in jobs if statuses[job.id].outcome is Outcome.FAILED} == \
-        {job.id for index, job in enumerate(jobs) if index % 5 == 0}
-    assert all(statuses[job.id].outcome in (Outcome.COMPLETED, Outcome.FAILED) for job in jobs)
+    assert every_fifth_failed(jobs, statuses)
 
 
 def test_slots_respect_our_cap_and_read_the_cluster_once(slurm_cluster, tmp_path):
@@ -200,7 +172,7 @@ def test_a_job_array_runs_every_task_on_its_own_spec(slurm_cluster, tmp_path):
     task_ids = executor.submit_array(array, 3, throttle=1)
     assert "#SBATCH --array=0-2%1" in (work / "job.sbatch").read_text()
     store = Store(tmp_path / "db")
-    jobs = [job_row(store, tmp_path, task_id) for task_id in task_ids]
+    jobs = [job_row(store, tmp_path, "slurm", task_id) for task_id in task_ids]
 
     def all_ended():
         statuses = executor.poll(jobs)
@@ -222,7 +194,7 @@ def test_a_stopped_controller_means_no_news_and_fewer_questions(slurm_cluster, t
     store = Store(tmp_path / "db")
     # Long enough to outlive the outage (about 10 s): a job that ends while the controller is down is
     # only reported by slurmd's next retry, 15 s later, which would just slow the test down.
-    job = submit(store, executor, tmp_path, sleep=15)
+    job = submit_fake_job(store, executor, tmp_path, sleep=15)
     wait_for(lambda: executor.poll([job])[job.id].outcome is Outcome.RUNNING, 30, "the job to run")
     slurm_cluster.control("ctld-stop")
     try:
@@ -238,7 +210,7 @@ def test_a_stopped_controller_means_no_news_and_fewer_questions(slurm_cluster, t
         assert executor.poll([job]) == {} and len(counting.calls) == asked + 2
         with pytest.raises(ExecutorError, match="SLURM controller not answering, job .* not submitted: .*Unable "
                                                 "to contact slurm controller"):
-            submit(store, executor, tmp_path)
+            submit_fake_job(store, executor, tmp_path)
     finally:
         slurm_cluster.control("ctld-start")
     now[0] += 600
@@ -253,7 +225,7 @@ def test_a_stopped_controller_means_no_news_and_fewer_questions(slurm_cluster, t
 def test_a_hung_controller_costs_one_command_timeout(slurm_cluster, tmp_path):
     now = [time.time()]
     executor = make_executor(slurm_cluster, tmp_path, clock=lambda: now[0], command_timeout_s=1.0)
-    job = submit(Store(tmp_path / "db"), executor, tmp_path, sleep=1)
+    job = submit_fake_job(Store(tmp_path / "db"), executor, tmp_path, sleep=1)
     slurm_cluster.signal_controller(signal.SIGSTOP)  # alive, but answers nobody
     try:
         started = time.monotonic()
@@ -271,7 +243,7 @@ def test_sacct_knows_jobs_squeue_forgot_and_its_silence_is_no_loss(slurm_account
     cluster = slurm_accounting_cluster
     counting = CountingRunner(cluster.runner)
     executor = make_executor(cluster, tmp_path, runner=counting)
-    job = submit(Store(tmp_path / "db"), executor, tmp_path, exit=75)  # writes no result file
+    job = submit_fake_job(Store(tmp_path / "db"), executor, tmp_path, exit=75)  # writes no result file
 
     def from_sacct():
         counting.calls.clear()
@@ -301,14 +273,14 @@ def test_a_submit_limit_pauses_submission_until_one_of_ours_ends(slurm_accountin
     try:
         executor = make_executor(cluster, tmp_path, extra_sbatch=["--hold"])  # held: they stay in the queue
         store = Store(tmp_path / "db")
-        first, second = (submit(store, executor, tmp_path) for _ in range(2))
+        first, second = (submit_fake_job(store, executor, tmp_path) for _ in range(2))
         with pytest.raises(ExecutorError, match="submit limit reached .*AssocMaxSubmitJobLimit"):
-            submit(store, executor, tmp_path)
+            submit_fake_job(store, executor, tmp_path)
         assert executor.slots(2) == 0
         executor.cancel(first)
         assert wait_ended(executor, first).outcome is Outcome.CANCELLED
         assert executor.slots(1) == 1  # the account's MaxSubmitJobs (2), read from sacctmgr, not just our cap
-        third = submit(store, executor, tmp_path)
+        third = submit_fake_job(store, executor, tmp_path)
         for job in (second, third):
             executor.cancel(job)
     finally:

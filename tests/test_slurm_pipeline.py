@@ -5,29 +5,24 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli, needs_dlc, write_config
+from conftest import needs_dlc
 from dlcwatch.config import load_config
 from dlcwatch.daemon import Daemon
 from dlcwatch.states import VideoState as S
 from dlcwatch.demo.synthetic import write_video
-from slurm_fixtures import sleeping_python, wait_for
+from cluster_fixtures import sleeping_python, tick_until, wait_for, write_cluster_config
+from cluster_scenarios import (
+    every_video_delivered_once,
+    three_videos_in_two_jobs,
+    time_limit_kill_retried_then_cancel_left,
+)
 
 pytestmark = needs_dlc
 pytest_plugins = ["slurm_fixtures"]
 
 
 def slurm_config(tmp_path, model, **slurm):
-    settings = {"cpus": 1, "gpus": 1, "mem_gb": 0.5, "time_limit_min": 10, "poll_interval_s": 1.0,
-                "python": str(Path(__import__("sys").executable)), **slurm}
-    return write_config(tmp_path, model, watch={"settle_s": 0.2},
-                        executor={"kind": "slurm", "videos_per_job": 2, "slurm": settings})
-
-
-def tick_until(daemon, condition, timeout, what, now=time.time):
-    def step():
-        daemon.tick(now())
-        return condition()
-    return wait_for(step, timeout, what, interval=0.3)
+    return write_cluster_config(tmp_path, model, "slurm", **slurm)
 
 
 @pytest.fixture
@@ -49,12 +44,7 @@ def either_cluster(request, monkeypatch):
 def test_videos_go_through_slurm_and_a_restarted_daemon_delivers_each_once(either_cluster, tiny_model, tmp_path):
     gpus = 1 if either_cluster.settings.get("FAKE_GPUS", "0") != "0" else 0
     config_path = slurm_config(tmp_path, tiny_model, gpus=gpus)
-    for index in range(3):
-        write_video(tmp_path / "videos" / f"cage {index}.mp4", frames=30, phase=index)
-    first = Daemon(load_config(config_path), watch_events=False)
-    first.start()
-    tick_until(first, lambda: len(first.store.active_jobs()) == 2, 60, "two SLURM jobs")
-    jobs = first.store.active_jobs()
+    first, jobs = three_videos_in_two_jobs(tmp_path, config_path, "SLURM")
     # Both jobs went to SLURM as the two tasks of one array (one sbatch call).
     [array_id] = {job.executor_job_id.split("_")[0] for job in jobs}
     assert sorted(job.executor_job_id for job in jobs) == [f"{array_id}_{task}" for task in (0, 1)]
@@ -71,13 +61,7 @@ def test_videos_go_through_slurm_and_a_restarted_daemon_delivers_each_once(eithe
     second = Daemon(load_config(config_path), watch_events=False)
     second.start()
     try:
-        tick_until(second, second.idle, 240, "every video delivered")
-        videos = second.store.videos()
-        assert [video.state for video in videos] == [S.DONE] * 3
-        for video in videos:
-            assert [e.new_state for e in second.store.events(video_id=video.id)].count("done") == 1
-            assert (Path(video.output_dir) / "manifest.json").exists()
-            assert video.attempts == 1  # nothing ran twice
+        every_video_delivered_once(second, 3, 240)
         if either_cluster.settings.get("WITH_ACCOUNTING"):
             ended = [e.message for e in second.store.events() if e.job_id and e.new_state == "finished"]
             # sacct knew how they ended, not just the result files.
@@ -94,25 +78,9 @@ def test_a_timeout_is_retried_with_more_time_and_a_cancel_is_left_cancelled(slur
     daemon = Daemon(load_config(config_path), watch_events=False)
     daemon.start()
     try:
-        def messages():
-            return [event.message for event in daemon.store.events(video_id=1)]
-
-        tick_until(daemon, lambda: any("timeout" in m for m in messages()), 200, "a TIMEOUT")
-        retry = next(m for m in messages() if "timeout" in m)
-        assert "trying again" in retry and "a 2 min time limit" in retry
-        tick_until(daemon, lambda: len(daemon.store.jobs()) == 2 and daemon.store.active_jobs(), 60, "the retry")
-        [job] = daemon.store.active_jobs()
-        assert job.resources["time_min"] == 2
-        assert "--time=00:02:00" in (Path(job.spec_path).parent / "job.sbatch").read_text()
-
-        completed = cli("cancel", "slow.mp4", "--config", str(config_path),
-                        env={"SLURM_CONF": slurm_env.env["SLURM_CONF"]})
-        assert completed.returncode == 0, completed.stderr
-        tick_until(daemon, lambda: daemon.store.video(1).state is S.FAILED, 60, "the cancel")
-        assert "cancelled" in daemon.store.video(1).reason
-        for _ in range(5):  # a person's cancel is left so
-            daemon.tick(time.time())
-        assert daemon.store.video(1).state is S.FAILED and not daemon.store.active_jobs()
+        time_limit_kill_retried_then_cancel_left(daemon, config_path, {"SLURM_CONF": slurm_env.env["SLURM_CONF"]},
+                                                 script_name="job.sbatch", retry_time_line="--time=00:02:00",
+                                                 kill_timeout=200)
     finally:
         daemon.close()
 

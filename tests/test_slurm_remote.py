@@ -17,7 +17,8 @@ from dlcwatch.daemon import Daemon
 from dlcwatch.jobs.spec import read_json
 from dlcwatch.states import VideoState as S
 from dlcwatch.demo.synthetic import write_video
-from slurm_fixtures import placeholder_model, reporting_python, sleeping_python, wait_for
+from cluster_scenarios import staged_within_the_quota_and_delivered
+from cluster_fixtures import placeholder_model, reporting_python, sleeping_python, wait_for
 
 pytest_plugins = ["slurm_fixtures"]
 
@@ -54,22 +55,9 @@ def test_videos_are_staged_to_scratch_within_its_quota_analyzed_there_and_cleane
     scratch = tmp_path / "cluster scratch"
     daemon = Daemon(config, watch_events=False)
     daemon.start()
-    most_staged = 0
     try:
-        def step():
-            nonlocal most_staged
-            daemon.tick(time.time())
-            most_staged = max(most_staged, len(daemon.store.staged_videos()))
-            return daemon.idle()
-        wait_for(step, 300, "every video analyzed on the cluster and delivered", interval=0.3)
+        staged_within_the_quota_and_delivered(daemon, 3, 300)
         videos = daemon.store.videos()
-        assert [video.state for video in videos] == [S.DONE] * 3, [video.reason for video in videos]
-        assert most_staged == 1  # the quota held the others back
-        for video in videos:
-            assert (Path(video.output_dir) / "manifest.json").exists()
-            messages = [event.message for event in daemon.store.events(video_id=video.id)]
-            assert any(m.startswith("copied to the cluster's scratch") for m in messages)
-            assert "copy in the cluster's scratch deleted" in messages
         # The job saw only scratch paths; the model came along, without the project's videos.
         spec = read_json(daemon.store.job(videos[0].job_id).spec_path)
         assert spec["videos"][0]["path"].startswith(f"{scratch}/videos/")

@@ -8,32 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from dlcwatch.executors.base import Submission
 from dlcwatch.executors.slurm.script import ARRAY_TASK_ID, format_memory, format_minutes, render_sbatch_script
+from cluster_fixtures import FULL_JOB_SIDE, matches_golden, script_submission as submission
 from slurm_fixtures import slurm_settings
-
-GOLDEN = Path(__file__).with_name("golden") / "sbatch_basic.sh"
 
 
 def full_settings(**values):
     return slurm_settings(
         partition="gpu", account="lab-smith", qos="normal", time_limit_min=90, cpus=6, mem_gb=24.0, gpus=1,
         gpu_type="a100", constraint="avx2&cuda12", extra_sbatch=["--mail-type=FAIL", "#SBATCH --exclude=node13"],
-        setup=["module load cuda/12.1", "source ~/miniconda3/etc/profile.d/conda.sh", "conda activate dlc"],
-        command_prefix="apptainer exec --nv /images/deeplabcut.sif", python="python3", **values)
-
-
-def submission(folder: str = "/scratch/dlcwatch/jobs/job12", spec: str = "spec.json", log: str = "worker.log",
-               **resources) -> Submission:
-    work = Path(folder)
-    return Submission(12, work / spec, work / log, work, resources)
+        **FULL_JOB_SIDE, **values)
 
 
 def test_the_script_matches_the_golden_file():
-    script = render_sbatch_script(full_settings(), submission())
-    if os.environ.get("DLCWATCH_UPDATE_GOLDEN"):
-        GOLDEN.write_text(script)
-    assert script == GOLDEN.read_text(), "run with DLCWATCH_UPDATE_GOLDEN=1 to accept a deliberate change"
+    assert matches_golden(render_sbatch_script(full_settings(), submission()), "sbatch_basic.sh"), \
+        "run with DLCWATCH_UPDATE_GOLDEN=1 to accept a deliberate change"
 
 
 def test_the_defaults_ask_for_what_the_schema_says():

@@ -11,7 +11,7 @@ from dlcwatch.executors.slurm.states import (
     STATE_OUTCOMES,
     SlurmRecord,
     config_number,
-    controller_unreachable,
+    cannot_reach,
     is_accounting_disabled,
     is_submit_limit,
     is_unknown_job,
@@ -116,10 +116,10 @@ def test_error_messages_are_recognised():
     # Words dlcwatch itself would write are not SLURM's: a hung command or an unreachable login node is
     # told by the runner's answer, not by matching text.
     assert not is_unreachable("sbatch timed out after 60 s") and not is_unreachable("cannot reach login over ssh")
-    assert controller_unreachable(CommandResult(124, timed_out=True))
-    assert controller_unreachable(CommandResult(255, stderr="kex_exchange_identification", unreachable=True))
-    assert controller_unreachable(CommandResult(1, stderr=down))
-    assert not controller_unreachable(CommandResult(1, stderr="sbatch: error: invalid partition specified: x"))
+    assert cannot_reach(CommandResult(124, timed_out=True))
+    assert cannot_reach(CommandResult(255, stderr="kex_exchange_identification", unreachable=True))
+    assert cannot_reach(CommandResult(1, stderr=down))
+    assert not cannot_reach(CommandResult(1, stderr="sbatch: error: invalid partition specified: x"))
     assert message_of("sbatch: error: invalid partition specified: nosuch\n"
                       "sbatch: error: Batch job submission failed: Invalid partition name specified\n") == \
         "invalid partition specified: nosuch; Batch job submission failed: Invalid partition name specified"

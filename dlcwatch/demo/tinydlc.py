@@ -28,17 +28,24 @@ BACKBONE_CHANNELS = 96
 def build_tiny_project(folder: str | Path, *, epochs: int = 30, frames: int = 150, size: int = 128,
                        labeled: int = 20) -> Path:
     """Given an empty or missing folder, build and train a tiny project there; return its config.yaml."""
+    config = labelled_project(folder, "tiny", {"engine": "pytorch"}, frames=frames, size=size, labeled=labeled)
+    train_from_random_weights(config, config.parent, epochs=epochs, size=size)
+    return config
+
+
+def labelled_project(folder: str | Path, task: str, settings: dict, *, frames: int, size: int, labeled: int) -> Path:
+    """Given a folder, a task name and config.yaml settings (the engine at least), create a project of one
+    synthetic video there with `labeled` of its frames labelled from the known truth; return its config.yaml."""
     folder = Path(folder).absolute()
     video = write_video(folder / "training-video.mp4", frames=frames, size=size)
-    config, scorer = create_offline_project(folder, "tiny", video, {
+    config, scorer = create_offline_project(folder, task, video, {
         "bodyparts": list(BODYPARTS), "skeleton": [list(BODYPARTS)], "numframes2pick": labeled,
-        "TrainingFraction": [0.8], "engine": "pytorch", "dotsize": 3,
+        "TrainingFraction": [0.8], "dotsize": 3, **settings,
     })
     label_from_truth(config, scorer, video, np.linspace(0, frames - 1, labeled).astype(int),
                      image=lambda frame: draw_frame(frame, frames, size),
                      points=lambda frame: [c for part in BODYPARTS for c in positions(frame, frames, size)[part]],
                      levels={"bodyparts": list(BODYPARTS)})
-    train_from_random_weights(config, config.parent, epochs=epochs, size=size)
     return config
 
 

@@ -12,18 +12,24 @@ ClusterExecutor is the base both extend. It owns:
 - judging a job the scheduler no longer knows by the worker's result file;
 - the bookkeeping of adopt(): how a job recorded before a restart was named when submitted.
 
+It also runs the commands every scheduler has in the same shape: reading the cluster's limits
+once (_read_config), submitting a script (_submit_script: refused, not answering, or a submit
+limit), checking an array's size, and cancelling a job (_cancel_command).
+
 A subclass brings what is its scheduler's own: the script renderer, the submit, status, cancel
-and adopt commands and how to read their output.
+and adopt commands, its limits (_job_limits), and its states module that reads what they print.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import shlex
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from dlcwatch.backoff import Backoff
+from dlcwatch.errors import SubmitLimitReached
 from dlcwatch.transport.job_files import SharedFiles
 from dlcwatch.executors.base import ARRAY_TASK_ID, ExecutorError, JobStatus, Outcome, Submission
 from dlcwatch.jobs.spec import EXIT_OK, ArrayFolder, read_result
@@ -80,11 +86,16 @@ def _grow(value: int, factor: float, cap: int) -> int | None:
 class ClusterExecutor:
     """The part of a batch-scheduler executor that is no scheduler's own (see the module docstring).
 
-    A subclass sets name, scheduler (its name for people), SCRIPT_NAME and FALLBACK_PLACE (the
-    resource key the CPU fallback changes: 'partition', 'queue'), and implements render_script()."""
+    A subclass sets name, scheduler (its name for people), server (what answers its commands:
+    'controller', 'qmaster'), SCRIPT_NAME and FALLBACK_PLACE (the resource key the CPU fallback
+    changes: 'partition', 'queue') and states (its states module, which reads what its commands
+    print: message_of(stderr, stdout), cannot_reach(result, problem), is_submit_limit(message)), and
+    implements render_script() and _job_limits()."""
 
     name = ""
     scheduler = ""
+    server = ""
+    states = None
     SCRIPT_NAME = ""
     FALLBACK_PLACE = ""
 
@@ -101,6 +112,7 @@ class ClusterExecutor:
         self._limit_until = 0.0                       # a submit limit was hit: no submissions until then
         self._gpu_wait_s = 0.0                        # how long our longest-waiting GPU job has pended
         self._array_cap = 0                           # after a submit-limit refusal: smaller arrays (0: none)
+        self._cluster: dict[str, str] | None = None   # the cluster's configuration, read once (_read_config)
 
     @property
     def poll_interval_s(self) -> float:
@@ -112,6 +124,32 @@ class ClusterExecutor:
 
     def close(self) -> None:
         """Nothing is held between commands; running jobs keep running."""
+
+    def reconfigure(self, config) -> None:
+        """Take the new executor.<kind> settings (submitted jobs keep what they were given), and read
+        the cluster's limits again: a reload is when an admin changed them."""
+        self.settings = config.executor[self.name]
+        self._cluster = None
+        self._array_cap = 0
+
+    # ------------------------------------------------------------------ what the scheduler says
+
+    def message_of(self, result: CommandResult) -> str:
+        """Given a command of this scheduler that failed, return its message for a person, on one line."""
+        return self.states.message_of(result.stderr, result.stdout)
+
+    def cannot_reach(self, result: CommandResult, problem: str) -> bool:
+        """Given a failed command and its message, return whether the scheduler (or the login node) did
+        not answer, as opposed to refusing."""
+        return self.states.cannot_reach(result, problem)
+
+    def is_submit_limit(self, problem: str) -> bool:
+        """Given a refused submission's message, return whether a per-user submit limit was reached."""
+        return self.states.is_submit_limit(problem)
+
+    def _job_limits(self) -> list[int | None] | None:
+        """Return the cluster's limits on our jobs in flight (None or 0: none), or None while it cannot be asked."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ resources
 
@@ -139,6 +177,48 @@ class ClusterExecutor:
 
     # ------------------------------------------------------------------ limits
 
+    def slots(self, active_jobs: int) -> int:
+        """Given how many of our jobs are active, return how many more may be submitted now: none
+        while the scheduler does not answer or a submit limit was hit, else up to max_jobs_in_flight
+        and the cluster's own limits (_job_limits)."""
+        if self._submission_paused():
+            return 0
+        limits = self._job_limits()
+        if limits is None:
+            return 0
+        cap = min([self.settings.max_jobs_in_flight, *(limit for limit in limits if limit)])
+        return max(0, cap - active_jobs)
+
+    def _read_config(self, argv: list[str], parse) -> dict[str, str] | None:
+        """Return the cluster's configuration (argv's output, parse()d), asked once and kept ({} when
+        the command was refused: then only our own settings limit us); None while unreachable."""
+        if self._cluster is None:
+            if self.clock() < self._quiet_until:
+                return None
+            result = self._run(argv)
+            if not result.ok:
+                problem = self.message_of(result)
+                if self.cannot_reach(result, problem):
+                    self._unreachable(problem)
+                    return None
+                logging.getLogger(f"dlcwatch.executors.{self.name}").warning(
+                    "cannot read the %s configuration (%s); only executor.%s limits apply", self.scheduler,
+                    problem, self.name)
+                self._cluster = {}
+            else:
+                self._reachable()
+                self._cluster = parse(result.stdout)
+        return self._cluster
+
+    def _check_array_size(self, count: int, largest: int | None, limit_name: str) -> None:
+        """Given an array's task count and the cluster's largest array (None or 0: no limit) by its
+        name, raise ExecutorError when the array cannot be submitted as one."""
+        if count < 1:
+            raise ExecutorError("a job array needs at least one task")
+        if largest and count > largest:
+            raise ExecutorError(f"a job array of {count} tasks is larger than the cluster allows "
+                                f"({limit_name} = {largest}); submit it in parts of at most {largest}")
+
     def _submission_paused(self) -> bool:
         """Return whether no job may be submitted now: the scheduler does not answer, or a submit
         limit was hit and none of ours has ended since."""
@@ -160,6 +240,38 @@ class ClusterExecutor:
         log = logging.getLogger(f"dlcwatch.executors.{self.name}")
         log.warning("%s refused %s for a submit limit (%s); submitting again when one of ours ends",
                     self.scheduler, what, problem)
+
+    # ------------------------------------------------------------------ submit and cancel
+
+    def _submit_script(self, argv: list[str], what: str, count: int = 1) -> CommandResult:
+        """Run a submit command (argv[0]: sbatch, qsub) for what (e.g. "job 12") of count jobs;
+        return its result once the scheduler accepted. Raise ExecutorError with the scheduler's
+        own words when it refuses or does not answer, SubmitLimitReached for a per-user limit."""
+        result = self._run(argv)
+        if not result.ok:
+            problem = self.message_of(result)
+            if self.cannot_reach(result, problem):
+                self._unreachable(problem)
+                raise ExecutorError(f"{self.scheduler} {self.server} not answering, {what} not submitted: {problem}")
+            if self.is_submit_limit(problem):
+                self._submit_limit_hit(what, problem, count)
+                raise SubmitLimitReached(f"{self.scheduler} refused {what}: submit limit reached ({problem}); "
+                                         "submitting again when one of our jobs ends")
+            raise ExecutorError(f"{PurePosixPath(argv[0]).name} refused {what}: {problem}")
+        self._reachable()
+        return result
+
+    def _cancel_command(self, argv: list[str], job: Job, already_ended) -> None:
+        """Run a cancel command (argv[0]: scancel, qdel) for job; a job already_ended(message) says
+        has ended is fine. Raise ExecutorError."""
+        result = self._run(argv)
+        problem = self.message_of(result)
+        if result.ok or already_ended(problem):
+            return
+        if self.cannot_reach(result, problem):
+            self._unreachable(problem)
+        raise ExecutorError(f"{PurePosixPath(argv[0]).name} of {self.scheduler} job {job.executor_job_id} failed: "
+                            f"{problem}")
 
     # ------------------------------------------------------------------ the job script
 
@@ -214,6 +326,13 @@ class ClusterExecutor:
 
     # ------------------------------------------------------------------ after a restart
 
+    def _adoption_failed(self, program: str, result: CommandResult, problem: str) -> ExecutorError:
+        """The scheduler's `program` could not be asked which jobs it has after a restart: pause as a
+        poll does when it did not answer; return the error to raise (the daemon asks again later)."""
+        if self.cannot_reach(result, problem):
+            self._unreachable(problem)
+        return ExecutorError(f"{program} could not be asked about jobs submitted before the stop: {problem}")
+
     def _adoption_wanted(self, jobs: list[Job]) -> dict[tuple[str, str, int | None], int]:
         """Given jobs recorded but never confirmed as submitted, return our job ids by how they were
         submitted: (job name, job folder on the cluster, array task index or None). A job without a
@@ -242,7 +361,7 @@ class ClusterExecutor:
         self._quiet_until = now + self._backoff_s
         self._last_problem = problem
         log = logging.getLogger(f"dlcwatch.executors.{self.name}")
-        what = f"{self.scheduler} controller not answering" if cannot_reach else f"{self.scheduler} command failed"
+        what = f"{self.scheduler} {self.server} not answering" if cannot_reach else f"{self.scheduler} command failed"
         if self._unreachable_since is None:
             self._unreachable_since = now
             log.warning("%s (%s); our jobs keep running; asking again in %.0f s, then less often while it "
@@ -253,7 +372,8 @@ class ClusterExecutor:
     def _reachable(self) -> None:
         if self._unreachable_since is not None:
             log = logging.getLogger(f"dlcwatch.executors.{self.name}")
-            log.info("%s controller answers again, after %.0f s", self.scheduler, self.clock() - self._unreachable_since)
+            log.info("%s %s answers again, after %.0f s", self.scheduler, self.server,
+                     self.clock() - self._unreachable_since)
         self._unreachable_since = None
         self._failures = 0
         self._backoff_s = 0.0
@@ -280,6 +400,34 @@ def job_name(job_id: int | str) -> str:
     return f"dlcwatch-{job_id}"
 
 
+# ---------------------------------------------------------------------- what commands print (pure)
+
+def one_line_message(text: str, prefixes: tuple[str, ...] = (), skip: tuple[str, ...] = ()) -> str:
+    """Given what a scheduler command printed, return it for a person on one line: blank lines,
+    repeated lines and lines in skip dropped, each of prefixes cut off in turn where a line starts
+    with it (e.g. "Unable to run job: ", then "error: "); 'no message' when nothing is left."""
+    cleaned = []
+    for line in text.splitlines():
+        line = line.strip()
+        for prefix in prefixes:
+            line = line.removeprefix(prefix)
+        if line and line not in cleaned and line not in skip:
+            cleaned.append(line)
+    return "; ".join(cleaned) or "no message"
+
+
+def says_any(message: str, markers: tuple[str, ...]) -> bool:
+    """Given a command's message and phrases in lower case, return whether it says any of them."""
+    text = message.lower()
+    return any(marker in text for marker in markers)
+
+
+def command_unreachable(result: CommandResult, problem: str, markers: tuple[str, ...]) -> bool:
+    """Given a failed command, its message and what the scheduler prints when its server does not
+    answer, return whether it did not answer: ssh could not get there, the command hung, or it says so."""
+    return result.unreachable or result.timed_out or says_any(problem, markers)
+
+
 # ---------------------------------------------------------------------- job scripts (pure)
 
 def shell_path(path: str, task_variable: str) -> str:
@@ -296,3 +444,63 @@ def single_quote(text: str) -> str:
 def format_memory(megabytes: int) -> str:
     """Given megabytes, return memory as sbatch and qsub read it: 16384 -> '16G', 1500 -> '1500M'."""
     return f"{megabytes // 1024}G" if megabytes % 1024 == 0 else f"{megabytes}M"
+
+
+def job_resources(settings, submission: Submission, known: tuple[str, ...], *, array_size: int = 0,
+                  array_throttle: int = 0) -> dict:
+    """Given a cluster executor's settings and a job for its script renderer, return the resources
+    the script asks for: the configured defaults, then the job's own (a retry with more time, the
+    CPU fallback's place). Raise ValueError for resources not in known, a negative array size or
+    throttle, or spec and log paths that do not agree with being an array (ARRAY_TASK_ID in both)."""
+    unknown = sorted(set(submission.resources) - set(known))
+    if unknown:
+        raise ValueError(f"unknown resources {', '.join(unknown)}; known: {', '.join(known)}")
+    if array_size < 0 or array_throttle < 0:
+        raise ValueError("array_size and array_throttle cannot be negative")
+    in_paths = [ARRAY_TASK_ID in str(path) for path in (submission.spec_path, submission.log_path)]
+    if array_size and not all(in_paths):
+        raise ValueError(f"a job array needs {ARRAY_TASK_ID} in the spec and log paths, one file per task")
+    if not array_size and any(in_paths):
+        raise ValueError(f"{ARRAY_TASK_ID} in the spec or log path of a job that is no array")
+    return {**default_resources(settings), **submission.resources}
+
+
+def refuse_line_breaks(**paths: str) -> None:
+    """Given paths a job script writes on one line (what: path), raise ValueError for one with a line break."""
+    for what, path in paths.items():
+        if "\n" in path or "\r" in path or "\0" in path:
+            raise ValueError(f"the {what.replace('_', ' ')} {path!r} contains a line break, which a job script "
+                             "cannot hold")
+
+
+def extra_options(lines: list[str], prefix: str, program: str) -> list[str]:
+    """Given an admin's extra options for the job script (each may start with the script's own prefix,
+    e.g. '#SBATCH'), return them without it, blank ones dropped. Raise ValueError for one with a
+    line break, which would end the directive line and start a command."""
+    options = []
+    for extra in lines:
+        extra = extra.strip()
+        extra = extra[len(prefix):].strip() if extra.upper().startswith(prefix.upper()) else extra
+        if "\n" in extra or "\r" in extra:
+            raise ValueError(f"an extra {program} option {extra!r} contains a line break, which a {prefix} line "
+                             "cannot hold")
+        if extra:
+            options.append(extra)
+    return options
+
+
+def script_head(prefix: str, options: list[str], job_id: int) -> list[str]:
+    """Given the scheduler's directive prefix ('#SBATCH', '#$', '#PBS'), the options and our job id,
+    return the lines that open a job script."""
+    return ["#!/bin/bash", *(f"{prefix} {option}" for option in options),
+            f"# dlcwatch job {job_id}: runs the worker, whose exit code becomes the job's."]
+
+
+def worker_lines(settings, spec_path: str, task_variable: str) -> list[str]:
+    """Given the settings and the spec path (which may hold ARRAY_TASK_ID, expanded from
+    task_variable), return the lines that end every job script: stop at the first failing line,
+    unbuffered output, the admin's setup lines as written, then the worker (after the command
+    prefix, e.g. a container) in the shell's place, so its exit code is the job's."""
+    command = [settings.command_prefix.strip()] if settings.command_prefix.strip() else []
+    command += [shlex.quote(settings.python), "-m", "dlcwatch.worker", shell_path(spec_path, task_variable)]
+    return ["set -e", "export PYTHONUNBUFFERED=1", *settings.setup, "exec " + " ".join(command)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dlcwatch.executors.cluster_schema import CLUSTER_KINDS
 from dlcwatch.transport.scratch import ClusterScratch
 from dlcwatch.transport.ssh import SshHost
 
@@ -119,11 +120,8 @@ class StagedFiles:
         return names
 
 
-CLUSTER_KINDS = ("slurm", "sge")  # executor kinds whose section has host, ssh, scratch and scratch_quota_gb
-
-
 def cluster_settings(config):
-    """Given the config, return the section of its cluster executor (executor.slurm, executor.sge), or
+    """Given the config, return the section of its cluster executor (executor.slurm, .sge, .pbs), or
     None for the local executor."""
     kind = config.executor.kind
     return config.executor[kind] if kind in CLUSTER_KINDS else None

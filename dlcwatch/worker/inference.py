@@ -24,13 +24,15 @@ files are the ones it writes (names with the scorer, HDF key `df_with_missing`, 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dlcwatch.errors import BadVideo
+from dlcwatch.errors import BadVideo, EngineMissing
 from dlcwatch.worker import dlc
 
 LOAD_ONCE = "once per job"
@@ -234,6 +236,12 @@ def open_session(deeplabcut, model: dlc.Model):
         if loader.pose_task == api["Task"].COND_TOP_DOWN:
             return PerVideoSession(deeplabcut, model, "conditional top-down models take conditions per video")
         return PytorchSession(model, api, loader)
+    if importlib.util.find_spec("tensorflow") is None:
+        raise EngineMissing(
+            f"the model was trained with DeepLabCut's TensorFlow engine and this job's python ({sys.executable}) "
+            "has no TensorFlow (No module named 'tensorflow'): make a TensorFlow job environment with "
+            "`scripts/install-dlc.sh --tf VENV`, set the executor's python (executor.local.python, "
+            "executor.slurm.python, ...) to VENV/bin/python, then `dlcwatch retry`")
     if model.multi_animal:
         return PerVideoSession(deeplabcut, model, "TensorFlow multi-animal projects are not tried here "
                                                   "with a real model")

@@ -22,21 +22,20 @@ import logging
 import re
 import time
 
-from dlcwatch.errors import SubmitLimitReached
 from dlcwatch.executors.base import ExecutorError, JobStatus, Outcome, Submission
 from dlcwatch.executors.cluster import ClusterExecutor, job_name
 from dlcwatch.executors.sge.script import render_qsub_script
+from dlcwatch.executors.sge import states as sge_states
 from dlcwatch.executors.sge.states import (
     SgeRecord,
     config_limit,
     is_no_accounting_yet,
-    is_submit_limit,
     is_unknown_job,
     message_of,
     parse_global_config,
     parse_qacct,
     parse_qstat_xml,
-    qmaster_unreachable,
+    cannot_reach,
     status_of,
 )
 from dlcwatch.run import Runner
@@ -64,58 +63,28 @@ def task_index(sge_id: str) -> int | None:
 class SgeExecutor(ClusterExecutor):
     name = "sge"
     scheduler = "Grid Engine"
+    server = "qmaster"
+    states = sge_states
     SCRIPT_NAME = SCRIPT_NAME
     FALLBACK_PLACE = "queue"
 
     def __init__(self, settings, *, runner: Runner | None = None, clock=time.time, files=None):
         super().__init__(settings, runner=runner, clock=clock, files=files)
-        self._cluster: dict[str, str] | None = None   # `qconf -sconf`, read once
         self._missing_since: dict[str, float] = {}    # ids neither qstat nor qacct knows, since when
 
     def render_script(self, submission: Submission, **array) -> str:
         return render_qsub_script(self.settings, submission, **array)
 
-    def reconfigure(self, config) -> None:
-        """Take the new executor.sge settings (submitted jobs keep what they were given), and read the
-        cluster's limits again: a reload is when an admin changed them."""
-        self.settings = config.executor.sge
-        self._cluster = None
-        self._array_cap = 0
-
     # ------------------------------------------------------------------ limits
 
     def cluster_config(self) -> dict[str, str] | None:
         """Return the global configuration (`qconf -sconf`), asked once and kept; None while unreachable."""
-        if self._cluster is None:
-            if self.clock() < self._quiet_until:
-                return None
-            result = self._run(["qconf", "-sconf"])
-            if not result.ok:
-                problem = message_of(result.stderr, result.stdout)
-                if qmaster_unreachable(result, problem):
-                    self._unreachable(problem)
-                    return None
-                log.warning("cannot read the Grid Engine configuration (%s); only executor.sge limits apply", problem)
-                self._cluster = {}
-            else:
-                self._reachable()
-                self._cluster = parse_global_config(result.stdout)
-        return self._cluster
+        return self._read_config(["qconf", "-sconf"], parse_global_config)
 
-    def slots(self, active_jobs: int) -> int:
-        """Given how many of our jobs are active, return how many more may be submitted now: none
-        while the qmaster does not answer or a submit limit was hit, else up to max_jobs_in_flight
-        and the cluster's max_u_jobs."""
-        if self._submission_paused():
-            return 0
+    def _job_limits(self) -> list[int | None] | None:
+        """The cluster's max_u_jobs and max_jobs."""
         cluster = self.cluster_config()
-        if cluster is None:
-            return 0
-        cap = self.settings.max_jobs_in_flight
-        for limit in (config_limit(cluster, "max_u_jobs"), config_limit(cluster, "max_jobs")):
-            if limit:
-                cap = min(cap, limit)
-        return max(0, cap - active_jobs)
+        return None if cluster is None else [config_limit(cluster, "max_u_jobs"), config_limit(cluster, "max_jobs")]
 
     def max_array_tasks(self) -> int:
         """Return how many jobs one array may carry: executor.sge.array_tasks within the cluster's
@@ -136,12 +105,7 @@ class SgeExecutor(ClusterExecutor):
         count tasks (qsub -t 1-count), at most throttle running at once (None: executor.sge.
         array_throttle; 0: no limit); return the task ids in our task order ('123.1' runs spec-0).
         Raise ExecutorError beyond the cluster's max_aj_tasks."""
-        if count < 1:
-            raise ExecutorError("a job array needs at least one task")
-        max_size = config_limit(self.cluster_config() or {}, "max_aj_tasks")
-        if max_size and count > max_size:
-            raise ExecutorError(f"a job array of {count} tasks is larger than the cluster allows "
-                                f"(max_aj_tasks = {max_size}); submit it in parts of at most {max_size}")
+        self._check_array_size(count, config_limit(self.cluster_config() or {}, "max_aj_tasks"), "max_aj_tasks")
         throttle = self.settings.array_throttle if throttle is None else throttle
         script = self._write_script(submission, array_size=count, array_throttle=throttle)
         array_id, tasks = self._qsub(script, submission, f"job array {submission.job_id} ({count} tasks)", count)
@@ -152,18 +116,8 @@ class SgeExecutor(ClusterExecutor):
 
     def _qsub(self, script: str, submission: Submission, what: str, count: int = 0) -> tuple[str, int]:
         """Submit script from the job's folder; return (Grid Engine's job number, its task count; 0: no array)."""
-        result = self._run(["qsub", "-terse", "-wd", self.files.job_path(submission.work_dir), script])
-        if not result.ok:
-            problem = message_of(result.stderr, result.stdout)
-            if qmaster_unreachable(result, problem):
-                self._unreachable(problem)
-                raise ExecutorError(f"Grid Engine qmaster not answering, {what} not submitted: {problem}")
-            if is_submit_limit(problem):
-                self._submit_limit_hit(what, problem, count)
-                raise SubmitLimitReached(f"Grid Engine refused {what}: submit limit reached ({problem}); "
-                                         "submitting again when one of our jobs ends")
-            raise ExecutorError(f"qsub refused {what}: {problem}")
-        self._reachable()
+        result = self._submit_script(["qsub", "-terse", "-wd", self.files.job_path(submission.work_dir), script],
+                                     what, count)
         answer = result.stdout.strip().splitlines()[-1].strip() if result.stdout.strip() else ""
         match = _SUBMITTED.fullmatch(answer)
         if not match:
@@ -220,7 +174,7 @@ class SgeExecutor(ClusterExecutor):
             self._reachable()
             return listed
         problem = message_of(result.stderr, result.stdout)
-        self._unreachable(problem, cannot_reach=qmaster_unreachable(result, problem))
+        self._unreachable(problem, cannot_reach=cannot_reach(result, problem))
         return None
 
     def _qacct(self, jobs: list[Job]) -> tuple[dict[str, SgeRecord], bool]:
@@ -240,7 +194,7 @@ class SgeExecutor(ClusterExecutor):
         problem = message_of(result.stderr, result.stdout)
         if is_unknown_job(problem) or is_no_accounting_yet(problem):
             return {}, True  # "job id 12 not found", "job name dlcwatch-* not found", no accounting file yet
-        if qmaster_unreachable(result, problem):
+        if cannot_reach(result, problem):
             self._unreachable(problem)
         log.warning("qacct failed (%s); jobs qstat no longer lists wait for it, or for their result files", problem)
         return {}, False
@@ -271,9 +225,7 @@ class SgeExecutor(ClusterExecutor):
         except ValueError as error:
             listed, problem = None, str(error)
         if listed is None:
-            if qmaster_unreachable(result, problem):
-                self._unreachable(problem)
-            raise ExecutorError(f"qstat could not be asked about jobs submitted before the stop: {problem}")
+            raise self._adoption_failed("qstat", result, problem)
         self._reachable()
         found = {}
         for sge_id, record in listed.items():
@@ -288,10 +240,4 @@ class SgeExecutor(ClusterExecutor):
         """Delete the job in Grid Engine (qdel); a job that already ended is fine. Raise ExecutorError."""
         if not job.executor_job_id:
             return
-        result = self._run(["qdel", job.executor_job_id])
-        problem = message_of(result.stderr, result.stdout)
-        if result.ok or is_unknown_job(problem):
-            return
-        if qmaster_unreachable(result, problem):
-            self._unreachable(problem)
-        raise ExecutorError(f"qdel of Grid Engine job {job.executor_job_id} failed: {problem}")
+        self._cancel_command(["qdel", job.executor_job_id], job, is_unknown_job)

@@ -16,10 +16,18 @@ from __future__ import annotations
 
 import math
 import re
-import shlex
 
-from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
-from dlcwatch.executors.cluster import default_resources, format_memory, job_name, shell_path
+from dlcwatch.executors.base import Submission
+from dlcwatch.executors.cluster import (
+    format_memory,
+    job_name,
+    extra_options,
+    job_resources,
+    script_head,
+    refuse_line_breaks,
+    shell_path,
+    worker_lines,
+)
 
 RESOURCE_KEYS = ("time_min", "mem_mb", "cpus", "gpus", "queue")
 TASK_VARIABLE = "DLCWATCH_TASK"
@@ -36,20 +44,9 @@ def render_qsub_script(settings, submission: Submission, *, array_size: int = 0,
     time or memory, a job sent to the CPU queue). With array_size N > 0 the script is a job array
     of tasks 1..N (Grid Engine's numbers; the spec and log files are 0..N-1), at most
     array_throttle of them running at once (0: no limit)."""
-    unknown = sorted(set(submission.resources) - set(RESOURCE_KEYS))
-    if unknown:
-        raise ValueError(f"unknown resources {', '.join(unknown)}; known: {', '.join(RESOURCE_KEYS)}")
-    resources = {**default_resources(settings), **submission.resources}
+    resources = job_resources(settings, submission, RESOURCE_KEYS, array_size=array_size, array_throttle=array_throttle)
     spec_path, log_path = str(submission.spec_path), str(submission.log_path)
-    for path, what in ((spec_path, "the spec path"), (log_path, "the log path")):
-        if "\n" in path or "\r" in path or "\0" in path:
-            raise ValueError(f"{what} {path!r} contains a line break, which a job script cannot hold")
-    if array_size < 0 or array_throttle < 0:
-        raise ValueError("array_size and array_throttle cannot be negative")
-    if array_size and not (ARRAY_TASK_ID in spec_path and ARRAY_TASK_ID in log_path):
-        raise ValueError(f"a job array needs {ARRAY_TASK_ID} in the spec and log paths, one file per task")
-    if not array_size and (ARRAY_TASK_ID in spec_path or ARRAY_TASK_ID in log_path):
-        raise ValueError(f"{ARRAY_TASK_ID} in the spec or log path of a job that is no array")
+    refuse_line_breaks(spec_path=spec_path, log_path=log_path)
 
     cpus = int(resources["cpus"])
     options = [
@@ -75,29 +72,14 @@ def render_qsub_script(settings, submission: Submission, *, array_size: int = 0,
         options.append(f"-t 1-{array_size}")
         if array_throttle:
             options.append(f"-tc {array_throttle}")
-    for extra in settings.extra_qsub:
-        extra = extra.strip()
-        extra = extra[2:].strip() if extra.startswith("#$") else extra
-        if "\n" in extra or "\r" in extra:
-            raise ValueError(f"an extra qsub option {extra!r} contains a line break, which a #$ line cannot hold")
-        if extra:
-            options.append(extra)
+    options += extra_options(settings.extra_qsub, "#$", "qsub")
 
-    command = [settings.command_prefix.strip()] if settings.command_prefix.strip() else []
-    command += [shlex.quote(settings.python), "-m", "dlcwatch.worker", shell_path(spec_path, TASK_VARIABLE)]
-    lines = ["#!/bin/bash"]
-    lines += [f"#$ {option}" for option in options]
-    lines.append(f"# dlcwatch job {submission.job_id}: runs the worker, whose exit code becomes the job's.")
+    lines = script_head("#$", options, submission.job_id)
     if array_size:
         lines.append(f"# Grid Engine numbers array tasks from 1, dlcwatch's task files from 0.")
         lines.append(f"{TASK_VARIABLE}=$((SGE_TASK_ID - 1))")
-    lines += [
-        f"exec >>{shell_path(log_path, TASK_VARIABLE)} 2>&1",
-        "set -e",
-        "export PYTHONUNBUFFERED=1",
-        *settings.setup,
-        "exec " + " ".join(command),
-    ]
+    lines.append(f"exec >>{shell_path(log_path, TASK_VARIABLE)} 2>&1")
+    lines += worker_lines(settings, spec_path, TASK_VARIABLE)
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 
 from dlcwatch.executors.base import JobStatus, Outcome, signal_name
+from dlcwatch.executors.cluster import command_unreachable, one_line_message, says_any
 from dlcwatch.run import CommandResult
 
 # Every job state qstat shows (sge_status(5), "Job state" table), and what it means here.
@@ -214,30 +215,22 @@ def _number(text: str) -> int | None:
 
 def message_of(stderr: str, stdout: str = "") -> str:
     """Given a Grid Engine command's output, return its message for a person, on one line."""
-    lines = [line.strip() for line in (stderr or stdout).splitlines() if line.strip()]
-    cleaned = []
-    for line in lines:
-        line = line.removeprefix("Unable to run job: ").removeprefix("error: ")
-        if line not in cleaned and line != "Exiting.":
-            cleaned.append(line)
-    return "; ".join(cleaned) or "no message"
+    return one_line_message(stderr or stdout, prefixes=("Unable to run job: ", "error: "), skip=("Exiting.",))
 
 
-def qmaster_unreachable(result: CommandResult, problem: str | None = None) -> bool:
+def cannot_reach(result: CommandResult, problem: str | None = None) -> bool:
     """Given a failed Grid Engine command, return whether the qmaster (or the submit host) did not
     answer, as opposed to refusing: ssh could not get there, the command hung, or it says so."""
-    text = (problem if problem is not None else message_of(result.stderr, result.stdout)).lower()
-    return result.unreachable or result.timed_out or any(marker in text for marker in UNREACHABLE_MARKERS)
+    return command_unreachable(result, message_of(result.stderr, result.stdout) if problem is None else problem,
+                               UNREACHABLE_MARKERS)
 
 
 def is_submit_limit(message: str) -> bool:
-    text = message.lower()
-    return any(marker in text for marker in SUBMIT_LIMIT_MARKERS)
+    return says_any(message, SUBMIT_LIMIT_MARKERS)
 
 
 def is_unknown_job(message: str) -> bool:
-    text = message.lower()
-    return any(marker in text for marker in UNKNOWN_JOB_MARKERS)
+    return says_any(message, UNKNOWN_JOB_MARKERS)
 
 
 def is_no_accounting_yet(message: str) -> bool:

@@ -21,18 +21,18 @@ import logging
 import re
 import time
 
-from dlcwatch.errors import SubmitLimitReached
 from dlcwatch.executors.base import ExecutorError, JobStatus, Submission
 from dlcwatch.executors.cluster import ClusterExecutor
 from dlcwatch.executors.slurm.script import render_sbatch_script
+from dlcwatch.executors.slurm import states as slurm_states
 from dlcwatch.executors.slurm.states import (
     SACCT_FORMAT,
     SQUEUE_FORMAT,
     SlurmRecord,
     config_number,
-    controller_unreachable,
+    cannot_reach,
     is_accounting_disabled,
-    is_submit_limit,
+    is_gone,
     is_unknown_job,
     message_of,
     parse_config,
@@ -56,60 +56,37 @@ class SlurmExecutor(ClusterExecutor):
 
     name = "slurm"
     scheduler = "SLURM"
+    server = "controller"
+    states = slurm_states
     SCRIPT_NAME = SCRIPT_NAME
     FALLBACK_PLACE = "partition"
 
     def __init__(self, settings, *, runner: Runner | None = None, clock=time.time, files=None):
         super().__init__(settings, runner=runner, clock=clock, files=files)
-        self._cluster: dict[str, str] | None = None   # `scontrol show config`, read once
         self._accounting: bool | None = None          # True: sacct answers; False: accounting disabled
         self._sacct_failing = False
         self._submit_limit = 0                        # the account's MaxSubmitJobs, read with the config
 
     def reconfigure(self, config) -> None:
-        """Take the new executor.slurm settings (submitted jobs keep what they were given), and ask
-        the cluster again about its limits and accounting: a reload is when an admin changed them."""
-        self.settings = config.executor.slurm
-        self._cluster = None
+        """Take the new executor.slurm settings, and ask the cluster again about its limits and
+        accounting: a reload is when an admin changed them."""
+        super().reconfigure(config)
         self._accounting = None
-        self._array_cap = 0
 
     def render_script(self, submission: Submission, **array) -> str:
         return render_sbatch_script(self.settings, submission, **array)
 
     # ------------------------------------------------------------------ limits
 
-    def slots(self, active_jobs: int) -> int:
-        """Given how many of our jobs are active, return how many more may be submitted now: none
-        while the controller does not answer or a submit limit was hit, else up to
-        max_jobs_in_flight and the cluster's MaxJobCount."""
-        if self._submission_paused():
-            return 0
-        cap = self.settings.max_jobs_in_flight
+    def _job_limits(self) -> list[int | None] | None:
+        """The cluster's MaxJobCount and the account's MaxSubmitJobs."""
         cluster = self.cluster_config()
-        if cluster is None:
-            return 0
-        for limit in (config_number(cluster, "MaxJobCount"), self._submit_limit):
-            if limit:
-                cap = min(cap, limit)
-        return max(0, cap - active_jobs)
+        return None if cluster is None else [config_number(cluster, "MaxJobCount"), self._submit_limit]
 
     def cluster_config(self) -> dict[str, str] | None:
-        """Return `scontrol show config` as a dict, asked once and kept; None while unreachable."""
-        if self._cluster is None:
-            if self.clock() < self._quiet_until:
-                return None
-            result = self._run(["scontrol", "show", "config"])
-            if not result.ok:
-                problem = message_of(result.stderr, result.stdout)
-                if controller_unreachable(result, problem):
-                    self._unreachable(problem)
-                    return None
-                log.warning("cannot read the SLURM configuration (%s); only executor.slurm limits apply", problem)
-                self._cluster = {}
-            else:
-                self._reachable()
-                self._cluster = parse_config(result.stdout)
+        """Return `scontrol show config` as a dict, asked once and kept (with the account's
+        MaxSubmitJobs from sacctmgr); None while unreachable."""
+        if self._cluster is None and self._read_config(["scontrol", "show", "config"], parse_config) is not None:
             self._submit_limit = self._read_submit_limit()
         return self._cluster
 
@@ -147,31 +124,15 @@ class SlurmExecutor(ClusterExecutor):
         one job array of count tasks, at most throttle running at once (None: executor.slurm.
         array_throttle; 0: no limit); return the task ids ('123_0', '123_1', …). Raise
         ExecutorError beyond the cluster's MaxArraySize."""
-        if count < 1:
-            raise ExecutorError("a job array needs at least one task")
-        max_size = config_number(self.cluster_config() or {}, "MaxArraySize")
-        if max_size and count > max_size:
-            raise ExecutorError(f"a job array of {count} tasks is larger than the cluster allows "
-                                f"(MaxArraySize = {max_size}); submit it in parts of at most {max_size}")
+        self._check_array_size(count, config_number(self.cluster_config() or {}, "MaxArraySize"), "MaxArraySize")
         throttle = self.settings.array_throttle if throttle is None else throttle
         script = self._write_script(submission, array_size=count, array_throttle=throttle)
         array_id = self._sbatch(script, submission, f"job array {submission.job_id} ({count} tasks)", count)
         return [f"{array_id}_{task}" for task in range(count)]
 
     def _sbatch(self, script: str, submission: Submission, what: str, count: int = 1) -> str:
-        result = self._run(["sbatch", "--parsable", f"--chdir={self.files.job_path(submission.work_dir)}",
-                                    script])
-        if not result.ok:
-            problem = message_of(result.stderr, result.stdout)
-            if controller_unreachable(result, problem):
-                self._unreachable(problem)
-                raise ExecutorError(f"SLURM controller not answering, {what} not submitted: {problem}")
-            if is_submit_limit(problem):
-                self._submit_limit_hit(what, problem, count)
-                raise SubmitLimitReached(f"SLURM refused {what}: submit limit reached ({problem}); submitting "
-                                         "again when one of our jobs ends")
-            raise ExecutorError(f"sbatch refused {what}: {problem}")
-        self._reachable()
+        result = self._submit_script(["sbatch", "--parsable", f"--chdir={self.files.job_path(submission.work_dir)}",
+                                      script], what, count)
         job_id = result.stdout.strip().split(";")[0]  # "123" or "123;cluster"
         if not _JOB_ID.fullmatch(job_id):
             raise ExecutorError(f"sbatch accepted {what} but answered {result.stdout.strip()!r}, not a job id")
@@ -195,7 +156,7 @@ class SlurmExecutor(ClusterExecutor):
         elif is_unknown_job(message_of(result.stderr, result.stdout)):
             listed = {}  # asked about one job only, and squeue has forgotten it
         else:
-            self._unreachable(message_of(result.stderr, result.stdout), cannot_reach=controller_unreachable(result))
+            self._unreachable(message_of(result.stderr, result.stdout), cannot_reach=cannot_reach(result))
             return {}
         self._reachable()
         statuses = {job.id: status_of(listed[job.executor_job_id]) for job in ours if job.executor_job_id in listed}
@@ -245,10 +206,7 @@ class SlurmExecutor(ClusterExecutor):
         result = self._run(["squeue", "--noheader", "--array", "--states=all", f"--name={','.join(names)}",
                                     "--Format=JobArrayID:|,Name:|,WorkDir:|"])
         if not result.ok:
-            problem = message_of(result.stderr, result.stdout)
-            if controller_unreachable(result, problem):
-                self._unreachable(problem)  # and ask again after the same pauses as polls do
-            raise ExecutorError(f"squeue could not be asked about jobs submitted before the stop: {problem}")
+            raise self._adoption_failed("squeue", result, message_of(result.stderr, result.stdout))
         self._reachable()
         found = {}
         for line in result.stdout.splitlines():
@@ -269,13 +227,8 @@ class SlurmExecutor(ClusterExecutor):
         """Cancel the job in SLURM (scancel); a job that already ended is fine. Raise ExecutorError."""
         if not job.executor_job_id:
             return
-        result = self._run(["scancel", job.executor_job_id])
-        problem = message_of(result.stderr, result.stdout)
-        if result.ok or is_unknown_job(problem) or "already completing or completed" in problem.lower():
-            return
-        if controller_unreachable(result, problem):
-            self._unreachable(problem)
-        raise ExecutorError(f"scancel of SLURM job {job.executor_job_id} failed: {problem}")
+        self._cancel_command(["scancel", job.executor_job_id], job, is_gone)
+
 
 def _query_ids(job_ids) -> list[str]:
     """Given our job and task ids, return what to ask squeue or sacct about: an array by its own id

@@ -13,10 +13,16 @@ For a job array, the spec and log paths contain ARRAY_TASK_ID; it stays expandab
 from __future__ import annotations
 
 import re
-import shlex
 
 from dlcwatch.executors.base import ARRAY_TASK_ID, Submission
-from dlcwatch.executors.cluster import default_resources, format_memory, job_name, shell_path
+from dlcwatch.executors.cluster import (
+    extra_options,
+    format_memory,
+    job_name,
+    job_resources,
+    script_head,
+    worker_lines,
+)
 
 RESOURCE_KEYS = ("time_min", "mem_mb", "cpus", "gpus", "partition")
 # A value made only of these needs no quotes on an #SBATCH line.
@@ -30,15 +36,9 @@ def render_sbatch_script(settings, submission: Submission, *, array_size: int = 
     submission.resources may override time_min, mem_mb, cpus, gpus and partition (a retry with
     more time or memory, a job sent to the CPU partition). With array_size N > 0 the script is a job array of tasks 0..N-1, at most
     array_throttle of them running at once (0: no limit)."""
-    unknown = sorted(set(submission.resources) - set(RESOURCE_KEYS))
-    if unknown:
-        raise ValueError(f"unknown resources {', '.join(unknown)}; known: {', '.join(RESOURCE_KEYS)}")
-    resources = {**default_resources(settings), **submission.resources}
+    resources = job_resources(settings, submission, RESOURCE_KEYS, array_size=array_size,
+                              array_throttle=array_throttle)
     spec_path, log_path = str(submission.spec_path), str(submission.log_path)
-    if array_size < 0 or array_throttle < 0:
-        raise ValueError("array_size and array_throttle cannot be negative")
-    if array_size and not (ARRAY_TASK_ID in spec_path and ARRAY_TASK_ID in log_path):
-        raise ValueError(f"a job array needs {ARRAY_TASK_ID} in the spec and log paths, one file per task")
 
     options = [
         f"--job-name={job_name(submission.job_id)}",
@@ -68,24 +68,10 @@ def render_sbatch_script(settings, submission: Submission, *, array_size: int = 
     if array_size:
         throttle = f"%{array_throttle}" if array_throttle else ""
         options.append(f"--array=0-{array_size - 1}{throttle}")
-    for extra in settings.extra_sbatch:
-        extra = extra.strip()
-        extra = extra[len("#SBATCH"):].strip() if extra.upper().startswith("#SBATCH") else extra
-        _one_line(extra, "an extra sbatch option")
-        if extra:
-            options.append(extra)
+    options += extra_options(settings.extra_sbatch, "#SBATCH", "sbatch")
 
-    command = [settings.command_prefix.strip()] if settings.command_prefix.strip() else []
-    command += [shlex.quote(settings.python), "-m", "dlcwatch.worker", shell_path(spec_path, "SLURM_ARRAY_TASK_ID")]
-    lines = ["#!/bin/bash"]
-    lines += [f"#SBATCH {option}" for option in options]
-    lines += [
-        f"# dlcwatch job {submission.job_id}: runs the worker, whose exit code becomes the job's.",
-        "set -e",
-        "export PYTHONUNBUFFERED=1",
-        *settings.setup,
-        "exec " + " ".join(command),
-    ]
+    lines = script_head("#SBATCH", options, submission.job_id)
+    lines += worker_lines(settings, spec_path, "SLURM_ARRAY_TASK_ID")
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from dlcwatch.executors.base import JobStatus, Outcome, signal_name
 # The retry policy by cause is every cluster executor's; importable from here as before.
 from dlcwatch.executors.cluster import RETRY_BY_CAUSE, default_resources, gb_to_mb, next_resources  # noqa: F401
+from dlcwatch.executors.cluster import command_unreachable, one_line_message, says_any
 from dlcwatch.run import CommandResult
 
 # squeue -O: full values (":" without a width), "|" after each; the reason goes last, so a
@@ -176,38 +177,32 @@ def _wait_status(text: str) -> tuple[int | None, int | None]:
 
 def message_of(stderr: str, stdout: str = "") -> str:
     """Given a SLURM command's output, return its error message for a person, on one line."""
-    lines = [line.strip() for line in (stderr or stdout).splitlines() if line.strip()]
-    cleaned = []
-    for line in lines:
-        for prefix in ("sbatch: error: ", "squeue: error: ", "scancel: error: ", "sacct: error: ",
-                       "scontrol: error: ", "error: "):
-            if line.startswith(prefix):
-                line = line[len(prefix):]
-                break
-        if line not in cleaned:
-            cleaned.append(line)
-    return "; ".join(cleaned) or "no message"
+    return one_line_message(stderr or stdout, prefixes=("sbatch: error: ", "squeue: error: ", "scancel: error: ",
+                                                        "sacct: error: ", "scontrol: error: ", "error: "))
 
 
-def controller_unreachable(result: CommandResult, problem: str | None = None) -> bool:
+def cannot_reach(result: CommandResult, problem: str | None = None) -> bool:
     """Given a failed SLURM command, return whether the controller (or the login node) did not answer,
     as opposed to refusing: ssh could not get there, the command hung, or SLURM says so itself."""
-    return (result.unreachable or result.timed_out
-            or is_unreachable(problem if problem is not None else message_of(result.stderr, result.stdout)))
+    return command_unreachable(result, message_of(result.stderr, result.stdout) if problem is None else problem,
+                               UNREACHABLE_MARKERS)
 
 
 def is_unreachable(message: str) -> bool:
-    text = message.lower()
-    return any(marker in text for marker in UNREACHABLE_MARKERS)
+    return says_any(message, UNREACHABLE_MARKERS)
 
 
 def is_submit_limit(message: str) -> bool:
-    text = message.lower()
-    return any(marker in text for marker in SUBMIT_LIMIT_MARKERS)
+    return says_any(message, SUBMIT_LIMIT_MARKERS)
 
 
 def is_unknown_job(message: str) -> bool:
     return UNKNOWN_JOB_MARKER in message.lower()
+
+
+def is_gone(message: str) -> bool:
+    """scancel of a job SLURM forgot, or that is already ending: fine."""
+    return is_unknown_job(message) or "already completing or completed" in message.lower()
 
 
 def is_accounting_disabled(message: str) -> bool:
