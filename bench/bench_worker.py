@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                              "with the interpreter's teardown)")
     parser.add_argument("--sets", default="short,long")
     parser.add_argument("--workdir", help="keep models, videos and outputs here (default: a temporary folder)")
-    parser.add_argument("--json", default="bench-worker.json", help="every run, with its load average")
+    parser.add_argument("--json", help="write every run, with its load average and the worker's timings, here")
     args = parser.parse_args(argv)
 
     engines = [engine.strip() for engine in args.engines.split(",") if engine.strip()]
@@ -106,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(run)
                     print(f"rep {rep} {set_name:5} {engine:10} {arm:2}: {run['wall_s']:7.1f} s, "
                           f"{run['frames'] / run['wall_s']:6.1f} fps, load {run['load_before']:.1f}", file=sys.stderr)
-    Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs, "sets": {
-        name: {"videos": len(videos), "frames": sum(frames for _, frames in videos)} for name, videos in sets.items()},
-        "bench_s": round(time.monotonic() - started, 1)}, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs, "sets": {
+            name: {"videos": len(videos), "frames": sum(frames for _, frames in videos)} for name, videos in sets.items()},
+            "bench_s": round(time.monotonic() - started, 1)}, indent=1))
     print(report(runs, sets, args))
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
