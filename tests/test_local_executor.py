@@ -7,7 +7,7 @@ import time
 from dlcwatch.config import Node
 from dlcwatch.executors.base import Outcome, Submission
 from dlcwatch.executors.local import LocalExecutor
-from dlcwatch.jobs.spec import write_json_atomic
+from dlcwatch.jobs.spec import EXIT_USAGE, write_json_atomic
 from dlcwatch.store import Store
 
 
@@ -51,8 +51,8 @@ def test_exit_codes_are_reported(tmp_path):
     executor = LocalExecutor(settings())
     job = make_job(store, tmp_path, executor, {})  # a spec without the keys the worker needs
     status = wait_ended(executor, job)
-    assert status.outcome is Outcome.FAILED and status.exit_code == 1
-    assert "KeyError" in (tmp_path / f"job{job.id}" / "worker.log").read_text()
+    assert status.outcome is Outcome.FAILED and status.exit_code == EXIT_USAGE
+    assert "cannot read the job spec" in (tmp_path / f"job{job.id}" / "worker.log").read_text()
     assert executor.slots(1) == 1 and executor.slots(2) == 0
 
 
