@@ -559,11 +559,22 @@ class Daemon:
     def _deliver_one(self, video: Video, now: float) -> None:
         job = self.store.job(video.job_id)
         result = read_result(job.result_path) or {}
-        entry = result.get("videos", {}).get(str(video.id), {})
+        entry = self._outputs_here(job, result.get("videos", {}).get(str(video.id), {}))
         self.store.set_video_state(video.id, S.DELIVERING, "delivering", now=now)
         self._delivering[video.id] = _Delivery(video, job, entry, result, self.config, self.remote,
                                                self.output_permissions, now)
         self.deliveries.submit(video.id, str(JobFolder(job.folder).video(video.id)), sum(_sizes(entry)))
+
+    def _outputs_here(self, job: Job, entry: dict) -> dict:
+        """Given a video's result entry, return it with its outputs' paths in our jobs folder: a job
+        on a cluster's own scratch names them as that cluster sees them, and the pull brought the
+        job's folder here."""
+        far = self.executor.files.job_path(Path(job.folder))
+        outputs = {}
+        for kind, path in entry.get("outputs", {}).items():
+            relative = os.path.relpath(path, far)
+            outputs[kind] = path if relative.startswith("..") else str(Path(job.folder) / relative)
+        return {**entry, "outputs": outputs} if "outputs" in entry else entry
 
     def _delivered(self, copy: Read, now: float) -> None:
         """Record how one delivery ended: done, back to the queue, or waiting for the destination."""
